@@ -1,0 +1,70 @@
+"""Bridging blocking model code (ONNX Runtime, CTranslate2, llama.cpp) into asyncio.
+
+The voice loop must keep reading microphone frames while a model computes, so every blocking call runs in a worker
+thread; streamed results (tokens, audio chunks) come back through an asyncio queue. Cancelling the consumer stops
+the producer at its next item, which is how barge-in cancels LLM and TTS work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import nullcontext
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+async def iterate_in_thread(
+    make_iterator: Callable[[], Iterator[T]], lock: threading.Lock | None = None
+) -> AsyncIterator[T]:
+    """Run ``make_iterator()`` and its iteration in a worker thread, yielding items as they are produced.
+
+    Args:
+        make_iterator: called in the worker thread; returns a (possibly generator) iterator.
+        lock: held by the worker for the whole iteration (models that are not thread-safe).
+    Raises:
+        whatever the iterator raises, re-raised in the consumer.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # loop closed: nobody is listening any more
+            stop.set()
+
+    def worker() -> None:
+        try:
+            with lock or nullcontext():
+                it = make_iterator()
+                try:
+                    for item in it:
+                        if stop.is_set():
+                            break
+                        put(item)
+                finally:
+                    close = getattr(it, "close", None)
+                    if close is not None:
+                        close()
+        except BaseException as e:  # noqa: BLE001 - forwarded to the consumer
+            put(e)
+        finally:
+            put(_DONE)
+
+    loop.run_in_executor(None, worker)
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

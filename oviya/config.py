@@ -1,0 +1,217 @@
+"""Typed settings, read once from ``config/*.yaml`` plus ``OVIYA_*`` environment variables.
+
+Precedence (highest first): environment (``OVIYA_SECTION__KEY=value``, e.g. ``OVIYA_STT__MODEL=base``), the
+profile file ``config/profiles/<profile>.yaml``, then ``config/default.yaml``. The profile is chosen by the
+``profile`` argument or ``OVIYA_PROFILE`` (default ``cpu``). ``OVIYA_ICE_HOSTS`` (comma-separated addresses) is read
+into ``server.ice_hosts``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "config"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AudioSettings(_Section):
+    vad_sample_rate: Literal[16000]
+    output_sample_rate: int = Field(description="Hz of the audio frames the engine emits")
+    output_frame_ms: int = Field(gt=0, description="duration of each emitted audio frame")
+    output_lead_ms: int = Field(ge=0, description="how far audio is emitted ahead of real-time playback")
+    max_input_frame_s: float = Field(gt=0, description="larger input frames are rejected")
+    max_input_sample_rate: int
+
+
+class VADSettings(_Section):
+    backend: Literal["silero"]
+    threshold: float = Field(ge=0, le=1, description="speech probability that starts speech")
+    neg_threshold: float = Field(ge=0, le=1, description="probability below which a chunk counts as silence")
+    min_speech_ms: int = Field(ge=0, description="speech shorter than this is ignored")
+    min_silence_ms: int = Field(ge=0, description="silence shorter than this does not end a speech segment")
+    speech_pad_ms: int = Field(ge=0, description="audio kept before speech onset for STT")
+    onnx_threads: int
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "VADSettings":
+        if self.neg_threshold > self.threshold:
+            raise ValueError("vad.neg_threshold must not exceed vad.threshold")
+        return self
+
+
+class TurnSettings(_Section):
+    mode: Literal["vad_only"]
+    silence_ms: int = Field(ge=0, description="silence after speech that ends the user's turn")
+    max_utterance_s: float = Field(gt=0, description="longer speech is cut into a turn")
+    barge_in: bool
+    barge_in_min_ms: int = Field(ge=0, description="user speech while Oviya talks needed to interrupt her")
+
+
+class STTSettings(_Section):
+    backend: Literal["faster_whisper"]
+    model: str = Field(description="'tiny.en' / 'base' (embedded), a faster-whisper name, or a model dir")
+    device: str
+    compute_type: str
+    cpu_threads: int
+    language: str | None
+    beam_size: int
+
+
+class LlamaCppSettings(_Section):
+    model: str = Field(description="'smollm2-135m' (embedded) or a .gguf path")
+    n_ctx: int
+    n_threads: int
+    n_threads_batch: int
+    seed: int
+
+
+class OllamaSettings(_Section):
+    host: str
+    model: str
+    timeout_s: float
+
+
+class LLMSettings(_Section):
+    backend: Literal["llama_cpp", "ollama"]
+    max_tokens: int = Field(gt=0)
+    temperature: float = Field(ge=0)
+    top_p: float = Field(gt=0, le=1)
+    llama_cpp: LlamaCppSettings
+    ollama: OllamaSettings
+
+
+class BrainSettings(_Section):
+    persona: str
+    history_turns: int = Field(ge=0, description="past user+assistant exchanges sent to the LLM")
+    clause_min_words: int = Field(ge=1, description="a comma ends a TTS clause only after this many words")
+    max_sentences: int = Field(ge=1, description="generation stops after this many spoken sentences")
+    max_user_chars: int = Field(gt=0, description="longer user text is refused with an error")
+
+
+class PiperSettings(_Section):
+    voice: str = Field(description="'joe-medium' (embedded) or a path to a Piper .onnx voice")
+    ort_threads: int
+    length_scale: float | None
+    noise_scale: float | None
+    noise_w_scale: float | None
+    volume: float = Field(gt=0, description="gain after Piper peak-normalises each sentence")
+
+
+class TTSSettings(_Section):
+    backend: Literal["piper"]
+    piper: PiperSettings
+
+
+class ServerSettings(_Section):
+    host: str
+    port: int
+    ice_hosts: list[str] = Field(description="restrict WebRTC ICE host candidates (loopback tests)")
+    concurrency_limit: int = Field(ge=1, description="simultaneous WebRTC/websocket sessions")
+    time_limit_s: float | None = Field(description="max session length; None = unlimited")
+
+    @field_validator("ice_hosts", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [h.strip() for h in v.split(",") if h.strip()]
+        return v
+
+
+class EvalSettings(_Section):
+    data_dir: Path = Field(description="manifest dir; relative to the project root")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v if v.is_absolute() else (PROJECT_ROOT / v).resolve()
+
+
+class Settings(BaseSettings):
+    """All of Oviya's tunables. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="OVIYA_", env_nested_delimiter="__", extra="forbid")
+
+    profile: str
+    cache_dir: Path = Field(description="where assembled models are kept; '~' is expanded")
+    audio: AudioSettings
+    vad: VADSettings
+    turn: TurnSettings
+    stt: STTSettings
+    llm: LLMSettings
+    brain: BrainSettings
+    tts: TTSSettings
+    server: ServerSettings
+    eval: EvalSettings
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the YAML values passed as init kwargs.
+        return env_settings, init_settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a YAML mapping")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_settings(profile: str | None = None, config_dir: Path = CONFIG_DIR, **overrides: Any) -> Settings:
+    """Read ``default.yaml`` + ``profiles/<profile>.yaml`` + ``OVIYA_*`` env into :class:`Settings`.
+
+    Args:
+        profile: profile name; default ``OVIYA_PROFILE`` or ``cpu``.
+        overrides: nested dicts merged over the YAML (e.g. ``turn={"silence_ms": 400}``); env still wins.
+    Raises:
+        FileNotFoundError: the profile has no YAML file.
+        pydantic.ValidationError: a value has the wrong type or range, or a key is unknown.
+    """
+    profile = profile or os.environ.get("OVIYA_PROFILE", "cpu")
+    profile_file = config_dir / "profiles" / f"{profile}.yaml"
+    if not profile_file.is_file():
+        known = sorted(p.stem for p in (config_dir / "profiles").glob("*.yaml"))
+        raise FileNotFoundError(f"unknown profile '{profile}': no {profile_file} (known: {', '.join(known)})")
+    merged = _deep_merge(_read_yaml(config_dir / "default.yaml"), _read_yaml(profile_file))
+    merged = _deep_merge(merged, overrides)
+    merged["profile"] = profile
+    if "OVIYA_ICE_HOSTS" in os.environ:
+        merged.setdefault("server", {})["ice_hosts"] = os.environ["OVIYA_ICE_HOSTS"]
+    return Settings(**merged)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

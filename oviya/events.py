@@ -1,0 +1,139 @@
+"""What the turn engine emits: audio frames, transcripts, status changes, per-turn timing records, errors.
+
+Timing vocabulary (DESIGN.md): all durations in ms; t = 0 at the end of the user's speech (VAD end in live use, the
+moment a typed message arrives for text turns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+
+State = Literal["listening", "user_speaking", "thinking", "speaking"]
+Outcome = Literal["answered", "interrupted", "continued", "no_speech", "failed"]
+
+
+@dataclass
+class AudioOut:
+    """One output frame: ``pcm`` ``np.ndarray[int16]`` shape (n,), mono, at ``sample_rate`` Hz."""
+
+    pcm: np.ndarray
+    sample_rate: int
+
+
+@dataclass
+class TranscriptEvent:
+    """A line of the conversation. ``final`` is False for text that may still change: the user's words before the
+    turn is settled (a user who goes on after a pause gets one merged line with the same ``turn_id``) and the
+    assistant's reply growing clause by clause. ``interrupted`` marks a reply cut short by barge-in (``text`` is
+    then what was played)."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    turn_id: int
+    final: bool = True
+    interrupted: bool = False
+
+
+@dataclass
+class StatusEvent:
+    """The engine's state changed."""
+
+    state: State
+
+
+@dataclass
+class ErrorEvent:
+    """Something failed; the session goes on. ``code`` is machine-readable (e.g. ``bad_audio``, ``llm_error``)."""
+
+    code: str
+    message: str
+
+
+def _ms(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round((b - a) * 1000.0, 1)
+
+
+@dataclass
+class TurnRecord:
+    """Timing of one turn. Times are on the engine's clock (seconds); durations are derived in ms.
+
+    Attributes:
+        outcome: answered; interrupted (barge-in while speaking); continued (the user went on before Oviya spoke,
+            so the turn was merged into the next one, which keeps this ``turn_id``); no_speech (STT heard
+            nothing); failed (an error left nothing to say).
+        end_reason: what ended the user's turn: silence, max_length or text.
+        speech_end: end of the user's speech (VAD) or arrival of a typed message: t = 0.
+        eot: end-of-turn decision.
+        stt_start, stt_end: transcription.
+        llm_start, llm_first_token: LLM request and its first text delta.
+        first_clause: first complete clause handed to TTS.
+        tts_first_audio: first audio chunk out of the TTS.
+        first_audio_out: first reply frame emitted to the output.
+    """
+
+    turn_id: int
+    source: Literal["voice", "text"]
+    user_text: str = ""
+    reply_text: str = ""
+    outcome: Outcome | None = None
+    end_reason: str | None = None
+    speech_end: float | None = None
+    eot: float | None = None
+    stt_start: float | None = None
+    stt_end: float | None = None
+    llm_start: float | None = None
+    llm_first_token: float | None = None
+    first_clause: float | None = None
+    tts_first_audio: float | None = None
+    first_audio_out: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def eot_delay_ms(self) -> float | None:
+        return _ms(self.speech_end, self.eot)
+
+    @property
+    def stt_ms(self) -> float | None:
+        return _ms(self.stt_start, self.stt_end)
+
+    @property
+    def llm_ttft_ms(self) -> float | None:
+        return _ms(self.llm_start, self.llm_first_token)
+
+    @property
+    def first_clause_ms(self) -> float | None:
+        return _ms(self.llm_start, self.first_clause)
+
+    @property
+    def tts_ttfb_ms(self) -> float | None:
+        """First clause handed to TTS → its first audio chunk."""
+        return _ms(self.first_clause, self.tts_first_audio)
+
+    @property
+    def v2v_ms(self) -> float | None:
+        """Voice-to-voice: end of user speech → first reply frame out."""
+        return _ms(self.speech_end, self.first_audio_out)
+
+    def timings(self) -> dict[str, float | None]:
+        """The derived durations in ms, keyed by their DESIGN.md names."""
+        return {
+            "eot_delay_ms": self.eot_delay_ms, "stt_ms": self.stt_ms, "llm_ttft_ms": self.llm_ttft_ms,
+            "first_clause_ms": self.first_clause_ms, "tts_ttfb_ms": self.tts_ttfb_ms, "v2v_ms": self.v2v_ms,
+        }
+
+    def as_dict(self) -> dict:
+        """Everything, JSON-ready: identifiers, texts, raw clock times and the derived timings."""
+        return {**asdict(self), **self.timings()}
+
+
+@dataclass
+class TurnDone:
+    """A turn finished (see ``TurnRecord.outcome``); carries its timing record."""
+
+    record: TurnRecord
+
+
+Event = AudioOut | TranscriptEvent | StatusEvent | ErrorEvent | TurnDone
