@@ -1,0 +1,44 @@
+"""What a task gets: the data dir and its clips, the output dir, settings and run options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from eval.data import Clip
+from oviya.config import Settings
+
+
+@dataclass
+class Context:
+    """Inputs of one eval run.
+
+    Attributes:
+        data: the eval directory (holds ``manifest.jsonl``).
+        out: where outputs go (created).
+        clips: the manifest rows whose audio exists.
+        settings: Oviya settings of the chosen profile.
+        quick: run a small subset (CI smoke run).
+        url: an already running Oviya server to use instead of starting one.
+    """
+
+    data: Path
+    out: Path
+    clips: list[Clip]
+    settings: Settings
+    quick: bool = False
+    url: str | None = None
+    progress: TextIO = field(default=sys.stderr)
+
+    def limit(self, default: int, quick: int) -> int:
+        """How many items a task should take."""
+        return quick if self.quick else default
+
+    def write_rows(self, task: str, rows: list[dict]) -> Path:
+        """Per-item results as ``<out>/<task>.jsonl``."""
+        path = self.out / f"{task}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path

@@ -1,0 +1,1 @@
+"""One module per eval task; each exposes ``run(ctx) -> dict`` (its ``summary.json`` section)."""
