@@ -1,0 +1,58 @@
+"""Shared fixtures: settings, the eval manifest (``eval.data_dir``), and the real models loaded once per run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eval.server import local_app
+from oviya.audio import read_wav
+from oviya.components import Components, load_components
+from oviya.config import Settings, load_settings
+from oviya.server.ice import restrict_ice_hosts
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def manifest(settings: Settings) -> list[dict]:
+    path = settings.eval.data_dir / "manifest.jsonl"
+    if not path.is_file():
+        pytest.fail(f"eval audio manifest not found at {path}: set OVIYA_EVAL__DATA_DIR")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def clip(settings: Settings, manifest: list[dict]):
+    """``clip(file)`` → (16 kHz float32 audio, manifest row)."""
+
+    rows = {r["file"]: r for r in manifest}
+
+    def load(file: str) -> tuple[np.ndarray, dict]:
+        audio, _ = read_wav(Path(settings.eval.data_dir) / file, 16000)
+        return audio, rows[file]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def components(settings: Settings) -> Components:
+    """The real embedded models of the cpu profile (Silero, Whisper tiny.en, SmolLM2, Piper)."""
+    return load_components(settings)
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory) -> str:
+    """``python app.py --host 127.0.0.1 --port N`` with WebRTC restricted to loopback; yields its base URL.
+
+    The test process restricts its own aiortc client to loopback the same way (DESIGN.md).
+    """
+    restrict_ice_hosts(["127.0.0.1"])
+    with local_app(tmp_path_factory.mktemp("server") / "app.log") as url:
+        yield url

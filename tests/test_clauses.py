@@ -1,0 +1,28 @@
+from oviya.brain.clauses import ClauseChunker, clean_for_speech, ends_sentence
+
+
+def feed(chunker: ClauseChunker, text: str) -> list[str]:
+    out = []
+    for i in range(0, len(text), 3):  # LLM-like small deltas
+        out += chunker.push(text[i : i + 3])
+    return out + chunker.flush()
+
+
+def test_first_clause_is_released_at_a_comma_once_long_enough():
+    c = ClauseChunker(min_words=4)
+    assert c.push("Oh, so hard, ") == []  # "Oh" and "Oh, so hard" are shorter than 4 words
+    assert c.push("and I am here for you, ") == ["Oh, so hard, and I am here for you,"]
+
+
+def test_sentences_split_but_abbreviations_and_decimals_do_not():
+    out = feed(ClauseChunker(4), "Dr. Smith said 3.5 hours. Take a break! Then rest")
+    assert out == ["Dr. Smith said 3.5 hours.", "Take a break!", "Then rest"]
+
+
+def test_markdown_and_emoji_are_not_spoken():
+    assert clean_for_speech("**Great** idea 😊\n- first\n- [link](http://x.y)") == "Great idea first link"
+    assert feed(ClauseChunker(4), "🙂🙂. ") == []
+
+
+def test_sentence_ends_are_recognised_through_closing_quotes():
+    assert ends_sentence('He said "stop."') and ends_sentence("Really?") and not ends_sentence("and then,")
