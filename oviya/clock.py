@@ -25,3 +25,21 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+
+class FastForwardClock:
+    """Wall time that skips every wait: ``sleep`` advances the clock instead of waiting.
+
+    For runs where audio is rendered rather than played (a typed turn answered as a clip, offline evaluation):
+    compute stages still take their real time, so their timings stay true, but real-time playout costs nothing.
+    """
+
+    def __init__(self) -> None:
+        self._skipped = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self._skipped
+
+    async def sleep(self, seconds: float) -> None:
+        self._skipped += max(0.0, seconds)
+        await asyncio.sleep(0)
