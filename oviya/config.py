@@ -66,6 +66,7 @@ class STTSettings(_Section):
     cpu_threads: int
     language: str | None
     beam_size: int
+    window_s: float | None = Field(gt=0, le=30, description="short encoder window; null = Whisper's full 30 s")
 
 
 class LlamaCppSettings(_Section):

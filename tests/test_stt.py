@@ -17,9 +17,15 @@ def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(reference, hypothesis, reference_transform=NORMALISE, hypothesis_transform=NORMALISE)
 
 
-def test_jfk_clip_wer_at_most_15_percent(components, clip):
+@pytest.mark.parametrize("window_s", [10.0, None], ids=["short-window", "full-30s-window"])
+def test_jfk_clip_wer_at_most_15_percent(components, clip, window_s):
     audio, row = clip("stt/whisper.cpp/jfk.wav")
-    result = components.stt.transcribe(audio)
+    stt = components.stt
+    default, stt.settings = stt.settings, stt.settings.model_copy(update={"window_s": window_s})
+    try:
+        result = stt.transcribe(audio)
+    finally:
+        stt.settings = default
     assert wer(row["transcript"], result.text) <= 0.15, result.text
     assert result.language == "en" and result.audio_s == pytest.approx(11.0, abs=0.01)
 
