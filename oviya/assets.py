@@ -126,6 +126,12 @@ PIPER_JOE_MEDIUM = {
                          "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
 }
 
+# --- Smart Turn v3.2 end-of-turn classifier (BSD-2, pipecat-ai/smart-turn), bundled in the pipecat-ai wheel --------
+SMART_TURN_V3_ONNX = PackagedFile(
+    "pipecat-ai", "1.14.0", "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+    "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+)
+
 _assemble_lock = threading.Lock()
 
 

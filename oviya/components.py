@@ -15,6 +15,7 @@ from oviya import assets
 from oviya.brain.persona import Persona, load_persona
 from oviya.config import Settings
 from oviya.llm import ChatModel
+from oviya.smart_turn import SmartTurnModel
 from oviya.stt import Transcriber, WhisperTranscriber
 from oviya.tts import Synthesizer
 from oviya.vad import SileroModel
@@ -56,6 +57,7 @@ class Components:
     llm: ChatModel
     tts: Synthesizer
     persona: Persona
+    smart_turn: SmartTurnModel | None  # loaded when turn.mode is smart_turn
 
 
 def load_components(settings: Settings) -> Components:
@@ -72,6 +74,7 @@ def load_components(settings: Settings) -> Components:
         llm=LLM_BACKENDS[settings.llm.backend](settings),
         tts=TTS_BACKENDS[settings.tts.backend](settings),
         persona=load_persona(settings.brain.persona),
+        smart_turn=SmartTurnModel(settings.turn.smart_turn.onnx_threads) if settings.turn.mode == "smart_turn" else None,
     )
     comps.llm.warmup([{"role": "system", "content": comps.persona.system_message()}])
     log.info("models loaded in %.1f s (profile %s)", time.monotonic() - t0, settings.profile)

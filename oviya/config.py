@@ -50,12 +50,27 @@ class VADSettings(_Section):
         return self
 
 
+class SmartTurnSettings(_Section):
+    threshold: float = Field(ge=0, le=1, description="P(complete) that ends the turn")
+    min_silence_ms: int = Field(ge=0, description="pause after which the model is asked")
+    max_silence_ms: int = Field(ge=0, description="pause that ends the turn even when the model says incomplete")
+    onnx_threads: int = Field(ge=1)
+
+
 class TurnSettings(_Section):
-    mode: Literal["vad_only"]
-    silence_ms: int = Field(ge=0, description="silence after speech that ends the user's turn")
+    mode: Literal["vad_only", "smart_turn"]
+    silence_ms: int = Field(ge=0, description="vad_only: silence after speech that ends the user's turn")
+    smart_turn: SmartTurnSettings
     max_utterance_s: float = Field(gt=0, description="longer speech is cut into a turn")
-    barge_in: bool
-    barge_in_min_ms: int = Field(ge=0, description="user speech while Oviya talks needed to interrupt her")
+
+
+class BargeInSettings(_Section):
+    enabled: bool
+    pause_on_onset: bool = Field(description="silence Oviya at the first speech chunk, before deciding")
+    min_ms: int = Field(ge=0, description="user speech this long always interrupts Oviya")
+    backchannel_words: list[str] = Field(description="a short utterance made only of these does not interrupt")
+    echo_guard: Literal["off", "reference"] = Field(description="ignore mic speech explained by Oviya's playback")
+    echo_margin_db: float = Field(description="reference guard: mic must exceed the expected echo by this much")
 
 
 class STTSettings(_Section):
@@ -67,6 +82,8 @@ class STTSettings(_Section):
     language: str | None
     beam_size: int
     window_s: float | None = Field(gt=0, le=30, description="short encoder window; null = Whisper's full 30 s")
+    speculative_after_ms: int | None = Field(ge=0, description="pause after which STT starts speculatively")
+    partial_interval_ms: int | None = Field(gt=0, description="partial transcripts while the user speaks")
 
 
 class LlamaCppSettings(_Section):
@@ -148,6 +165,7 @@ class Settings(BaseSettings):
     audio: AudioSettings
     vad: VADSettings
     turn: TurnSettings
+    barge_in: BargeInSettings
     stt: STTSettings
     llm: LLMSettings
     brain: BrainSettings

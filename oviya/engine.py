@@ -1,43 +1,52 @@
 """The turn engine: audio frames (or typed text) in → audio frames and events out.
 
 It knows nothing of Gradio, WebRTC or files, so the app, the eval harness and the notebooks drive the same code.
-One engine per conversation. Input is handled inline (resampling and Silero VAD cost well under 1 ms per 32 ms
-chunk); each reply runs as one cancellable task in which STT, the LLM and TTS stream into each other (after Kyutai
-Unmute's ``unmute_handler.py``): the LLM's clauses go to TTS while later tokens are still being generated, and TTS
-audio goes to a real-time :class:`~oviya.player.AudioPlayer`. Barge-in cancels the task and flushes the player.
+One engine per conversation. Input is handled inline: resampling, the echo guard, Silero VAD and the
+:class:`~oviya.listener.Listener`'s end-of-turn policy (a Smart Turn call is ~60 ms, once per pause). Each reply
+runs as one cancellable task in which STT, the LLM and TTS stream into each other (after Kyutai Unmute's
+``unmute_handler.py``): clauses go to TTS while later tokens are generated, TTS audio goes to a real-time
+:class:`~oviya.player.AudioPlayer`.
+
+Latency: STT starts speculatively at the first pause and is reused when the turn ends there. Barge-in: at the first
+speech chunk while Oviya talks, playback pauses (nothing is lost); speech lasting ``barge_in.min_ms``, or a short
+utterance that is not a backchannel ("yeah", "okay", …), interrupts her: the reply is cancelled and only the words
+actually heard stay in the history. A backchannel or a noise resumes her where she stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import math
-from collections import deque
+import re
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from oviya.audio import AudioFormatError, StreamResampler, to_float32, to_int16, to_mono
+from oviya.audio import AudioFormatError, Framer, StreamResampler, to_float32, to_int16, to_mono
 from oviya.brain.brain import Brain
 from oviya.brain.clauses import ClauseChunker, ends_sentence
 from oviya.clock import Clock, RealClock
 from oviya.components import Components
 from oviya.config import Settings
+from oviya.echo import EchoGuard
 from oviya.events import (
     AudioOut, ErrorEvent, Event, State, StatusEvent, TranscriptEvent, TurnDone, TurnRecord,
 )
+from oviya.listener import (
+    CandidateDropped, EndOfTurn, Listener, Paused, Resumed, SpeechCandidate, TurnStarted,
+)
 from oviya.llm import GenerationParams
 from oviya.player import AudioPlayer
-from oviya.turn import EndReason, build_turn_detector
-from oviya.vad import CHUNK_S, SAMPLE_RATE, StreamingVAD, VADChunk, VADEvent
+from oviya.stt import Transcript
+from oviya.vad import CHUNK, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
+_WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
 
 
 class AudioFlush:
-    """Event: drop any reply audio buffered downstream (barge-in)."""
+    """Event: drop any reply audio buffered downstream (pause or barge-in)."""
 
 
 @dataclass
@@ -47,16 +56,16 @@ class _Reply:
     record: TurnRecord
     clauses: list[str] = field(default_factory=list)
     samples: dict[int, int] = field(default_factory=dict)  # clause index -> output samples synthesised
-    played: dict[int, int] = field(default_factory=dict)  # clause index -> output samples released to the listener
     audio: np.ndarray | None = None  # the user's utterance, 16 kHz float32 (voice turns)
+    stt: asyncio.Task | None = None  # its transcription, possibly started speculatively
     continued: bool = False  # the user went on before Oviya spoke: merged into the next turn
 
-    def spoken_text(self) -> str:
+    def spoken_text(self, heard: dict[int, int]) -> str:
         """The words the listener heard: whole clauses, plus the played fraction of a clause cut short."""
         words: list[str] = []
         for i, clause in enumerate(self.clauses):
-            total, done = self.samples.get(i, 0), self.played.get(i, 0)
-            if total == 0 or done == 0:
+            total, done = self.samples.get(i, 0), heard.get(i, 0)
+            if total == 0 or done <= 0:
                 break
             w = clause.split()
             words += w if done >= total else w[: round(len(w) * done / total)]
@@ -88,26 +97,31 @@ class TurnEngine:
         llm = settings.llm
         self.brain = Brain(components.llm, components.persona, settings.brain,
                            GenerationParams(llm.max_tokens, llm.temperature, llm.top_p))
-        self.vad = StreamingVAD(components.vad, settings.vad)
-        self.turn_detector = build_turn_detector(settings.turn)
+        smart = components.smart_turn.probability if components.smart_turn is not None else None
+        self.listener = Listener(components.vad, settings, smart)
         self.out_rate = settings.audio.output_sample_rate
         self.player = AudioPlayer(self.clock, self.out_rate, settings.audio.output_frame_ms,
                                   settings.audio.output_lead_ms / 1000, self._on_frame)
+        bi = settings.barge_in
+        self.echo = EchoGuard(bi.echo_margin_db) if bi.echo_guard == "reference" else None
+        self._backchannels = {w.lower() for w in bi.backchannel_words}
         self.transcript: list[TranscriptEvent] = []
         self.records: list[TurnRecord] = []
         self.state: State = "listening"
         self._events: asyncio.Queue[Event | AudioFlush] = asyncio.Queue()
         self._resampler: StreamResampler | None = None
-        pre_s = (max(settings.vad.min_speech_ms, settings.turn.barge_in_min_ms) + settings.vad.speech_pad_ms) / 1000
-        self._recent: deque[VADChunk] = deque(maxlen=math.ceil(pre_s / CHUNK_S) + 2)
-        self._utterance: list[VADChunk] | None = None
-        self._turn_start_s: float | None = None
-        self._overlap_start_s: float | None = None  # user speech that began while Oviya was replying
-        self._carry: _Reply | None = None  # a turn the user continued before Oviya answered
+        self._framer = Framer(CHUNK, np.float32)
+        self._turn_id = 0
         self._reply: _Reply | None = None
         self._reply_task: asyncio.Task | None = None
         self._player_task: asyncio.Task | None = None
-        self._turn_ids = itertools.count(1)
+        self._carry: _Reply | None = None  # a turn the user continued before Oviya answered
+        self._overlap = False  # a user turn began while Oviya was talking: barge-in or backchannel?
+        self._judging: asyncio.Task | None = None  # deciding whether a short overlap was a backchannel
+        self._spec: tuple[float, asyncio.Task] | None = None  # speculative STT: (speech end judged, task)
+        self._partial: asyncio.Task | None = None
+        self._partial_at = 0.0
+        self._stt_busy = 0
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,7 +134,7 @@ class TurnEngine:
 
     async def aclose(self) -> None:
         """Cancel any reply and stop playout. The transcript and records stay readable."""
-        for task in (self._reply_task, self._player_task):
+        for task in (self._judging, self._reply_task, self._player_task):
             if task is not None and not task.done():
                 task.cancel()
                 try:
@@ -159,8 +173,11 @@ class TurnEngine:
             raise AudioFormatError("audio contains NaN or infinite samples")
         if self._resampler is None or self._resampler.from_hz != sample_rate:
             self._resampler = StreamResampler(sample_rate, SAMPLE_RATE, "float32")
-        for chunk, event in self.vad.push(self._resampler.process(np.clip(x, -1.0, 1.0))):
-            self._on_chunk(chunk, event)
+        for chunk in self._framer.push(self._resampler.process(np.clip(x, -1.0, 1.0))):
+            if self.echo is not None:
+                chunk = self.echo.gate(chunk, self.clock.now())
+            for vc, events in self.listener.push(chunk):
+                self._on_chunk(vc.end_s, events)
 
     def push_text(self, text: str) -> None:
         """A typed user turn, answered aloud like a spoken one (interrupts any reply in progress).
@@ -174,7 +191,8 @@ class TurnEngine:
             raise ValueError(f"text turn too long: {len(text)} > {self.settings.brain.max_user_chars} characters")
         self._interrupt()
         now = self.clock.now()
-        rec = TurnRecord(next(self._turn_ids), "text", speech_end=now, eot=now, end_reason="text")
+        self._turn_id += 1
+        rec = TurnRecord(self._turn_id, "text", speech_end=now, eot=now, end_reason="text")
         self._start_reply(_Reply(rec), text=text.strip())
 
     # --- outputs -------------------------------------------------------------------------------------------------
@@ -195,86 +213,192 @@ class TurnEngine:
             self.state = state
             self._emit(StatusEvent(state))
 
-    def _on_frame(self, pcm: np.ndarray, tag: object) -> None:
+    def _on_frame(self, pcm: np.ndarray, tag: object, due: float) -> None:
         reply = self._reply
-        turn_id, clause = tag  # type: ignore[misc]
-        if reply is not None and reply.record.turn_id == turn_id:
-            reply.played[clause] = reply.played.get(clause, 0) + len(pcm)
-            if reply.record.first_audio_out is None:
-                reply.record.first_audio_out = self.clock.now()
-                self._set_state("speaking")
+        if reply is not None and reply.record.turn_id == tag[0] and reply.record.first_audio_out is None:  # type: ignore[index]
+            reply.record.first_audio_out = self.clock.now()
+            self._set_state("speaking")
+        if self.echo is not None:
+            self.echo.on_output(pcm, due)
         self._emit(AudioOut(pcm, self.out_rate))
 
     # --- turn-taking ---------------------------------------------------------------------------------------------
-    def _on_chunk(self, chunk: VADChunk, event: VADEvent | None) -> None:
-        seg = self.vad.segmenter
-        self._recent.append(chunk)
-        if self._utterance is not None:
-            self._utterance.append(chunk)
-        if event is not None and event.kind == "start" and self._turn_start_s is None:
-            if self._reply is None:
-                self._begin_user_turn(event.time_s)
-            elif self._reply.record.first_audio_out is None:
-                # Oviya has not spoken yet: the user is continuing their turn, so answer the whole of it later.
-                self._carry, self._reply.continued = self._reply, True
-                self._interrupt()
-                self._begin_user_turn(event.time_s)
-            else:
-                self._overlap_start_s = event.time_s
-        if self._overlap_start_s is not None:
-            if not seg.speaking:
-                self._overlap_start_s = None  # too short to interrupt (a backchannel or a noise)
-            elif self.settings.turn.barge_in and (
-                chunk.end_s - self._overlap_start_s >= self.settings.turn.barge_in_min_ms / 1000
-            ):
-                start, self._overlap_start_s = self._overlap_start_s, None
-                self._interrupt()
-                self._begin_user_turn(start)
-        if self._turn_start_s is not None:
-            reason = self.turn_detector.end_of_turn(seg, self._turn_start_s, chunk.end_s)
-            if reason is not None:
-                self._end_user_turn(reason, chunk)
+    def _speaking(self) -> bool:
+        """Oviya's reply has started sounding (possibly paused by the user's onset)."""
+        return self._reply is not None and self._reply.record.first_audio_out is not None
 
-    def _begin_user_turn(self, start_s: float) -> None:
-        self._turn_start_s = start_s
-        self._utterance = [c for c in self._recent]
+    def _on_chunk(self, now_s: float, events: list) -> None:
+        now = self.clock.now()
+        bi = self.settings.barge_in
+
+        def clock_at(t_s: float) -> float:  # input arrives in real time: stream time maps by the current offset
+            return now - (now_s - t_s)
+
+        for ev in events:
+            if isinstance(ev, SpeechCandidate):
+                if self._reply is not None and not self._speaking():
+                    self.player.pause()  # the user may be going on: do not start talking over them
+                elif self._speaking() and bi.enabled and bi.pause_on_onset and not self.player.paused:
+                    self._pause_reply(clock_at(ev.time_s))
+            elif isinstance(ev, CandidateDropped):
+                if self._reply is not None and self.player.paused and not self.listener.in_turn and self._judging is None:
+                    self._resume_reply()
+            elif isinstance(ev, TurnStarted):
+                self._on_turn_started()
+            elif isinstance(ev, Paused):
+                if self.settings.stt.speculative_after_ms is not None and not self._overlap:
+                    self._spec = (ev.end_s, self._transcribe_task(ev.audio))
+            elif isinstance(ev, Resumed):
+                self._spec = None
+            elif isinstance(ev, EndOfTurn):
+                self._on_end_of_turn(ev, clock_at(ev.end_s), now)
+        if self._overlap and self.listener.in_turn and self.listener.speech_s(now_s) >= bi.min_ms / 1000:
+            self._barge_in(now)  # long speech over Oviya: a real interruption whatever it says
+        self._maybe_partial(now_s)
+
+    def _on_turn_started(self) -> None:
+        if self._reply is None:
+            self._new_turn()
+        elif not self._speaking():
+            # Oviya has not spoken yet: the user is continuing their turn, so answer the whole of it later.
+            if self._reply.audio is not None:
+                self._carry, self._reply.continued = self._reply, True
+            self._interrupt()
+            self._set_state("user_speaking")
+        elif self.settings.barge_in.enabled:
+            self._overlap = True
+            self._new_turn(announce=False)  # Oviya may go on (a backchannel): the status waits for the verdict
+
+    def _new_turn(self, announce: bool = True) -> None:
+        self._turn_id += 1
+        self._partial_at = 0.0
+        if announce:
+            self._set_state("user_speaking")
+
+    def _on_end_of_turn(self, ev: EndOfTurn, speech_end: float, now: float) -> None:
+        spec, self._spec = self._spec, None
+        stt = spec[1] if spec is not None and spec[0] == ev.end_s else None
+        turn_id = self._turn_id
+        audio = ev.audio
+        if self._carry is not None:  # one turn, one id: the merged utterance replaces the continued one
+            audio, turn_id, stt = np.concatenate([self._carry.audio, audio]), self._carry.record.turn_id, None
+            self._carry = None
+        rec = TurnRecord(turn_id, "voice", speech_end=speech_end, eot=now, end_reason=ev.reason,
+                         eot_probability=ev.probability, stt_reused=stt is not None)
+        reply = _Reply(rec, audio=audio, stt=stt)
+        if self._overlap:
+            self._overlap = False
+            self._judging = asyncio.create_task(self._judge_overlap(reply))
+        else:
+            self._start_reply(reply)
+
+    async def _judge_overlap(self, reply: _Reply) -> None:
+        """A short utterance over Oviya's speech ended: a backchannel lets her go on, anything else interrupts."""
+        try:
+            result = await self._transcript_of(reply)
+        finally:
+            self._judging = None
+        words = _WORD.findall(result.text.lower())
+        if not words or all(w in self._backchannels for w in words) or " ".join(words) in self._backchannels:
+            if self._reply is not None and words:
+                self._reply.record.backchannels.append(result.text)
+            self._resume_reply()
+        else:
+            self._barge_in(self.clock.now())
+            self._start_reply(reply)
+
+    def _pause_reply(self, onset: float) -> None:
+        """Silence Oviya at a possible user onset (within one VAD chunk); the audio stays queued."""
+        rec = self._reply.record
+        self.player.pause()
+        if self.echo is not None:
+            self.echo.forget(self.clock.now())
+        self._emit(AudioFlush())
+        if rec.barge_in_onset is None:
+            rec.barge_in_onset, rec.barge_in_stop = onset, self.clock.now()
+
+    def _resume_reply(self) -> None:
+        if self._reply is not None and self.player.paused:
+            self.player.resume()
+        self._overlap = False
+
+    def _barge_in(self, now: float) -> None:
+        """The user interrupts: stop Oviya for good; the user's turn goes on."""
+        if self._reply is not None and self._reply.record.barge_in_stop is None:
+            self._reply.record.barge_in_stop = now
+        self._overlap = False
+        self._interrupt()
         self._set_state("user_speaking")
 
-    def _end_user_turn(self, reason: EndReason, chunk: VADChunk) -> None:
-        seg = self.vad.segmenter
-        now = self.clock.now()
-        end_s = seg.last_speech_end_s if reason == "silence" and seg.last_speech_end_s is not None else chunk.end_s
-        pad = self.settings.vad.speech_pad_ms / 1000
-        chunks = [c for c in self._utterance or [] if c.end_s > self._turn_start_s - pad and c.start_s < end_s + pad]
-        audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
-        turn_id = next(self._turn_ids)
-        if self._carry is not None:  # one turn, one id: the merged utterance replaces the continued one
-            audio, turn_id, self._carry = np.concatenate([self._carry.audio, audio]), self._carry.record.turn_id, None
-        self._turn_start_s, self._utterance = None, None
-        # Input arrives in real time, so stream time maps to the clock by the offset of the current chunk.
-        rec = TurnRecord(turn_id, "voice", speech_end=now - (chunk.end_s - end_s), eot=now, end_reason=reason)
-        self._start_reply(_Reply(rec, audio=audio))
+    def _interrupt(self) -> None:
+        """Silence Oviya now and cancel the reply's STT/LLM/TTS work."""
+        if self._reply_task is None or self._reply_task.done():
+            return
+        self.player.flush()
+        if self.echo is not None:
+            self.echo.forget(self.clock.now())
+        self._emit(AudioFlush())
+        self._reply_task.cancel()
 
+    # --- transcription -------------------------------------------------------------------------------------------
+    def _transcribe_task(self, audio: np.ndarray) -> asyncio.Task:
+        start = self.clock.now()
+
+        async def run() -> tuple[Transcript, float, float]:
+            self._stt_busy += 1
+            try:
+                result = await asyncio.to_thread(self.c.stt.transcribe, audio)
+            finally:
+                self._stt_busy -= 1
+            return result, start, self.clock.now()
+
+        return asyncio.create_task(run())
+
+    async def _transcript_of(self, reply: _Reply) -> Transcript:
+        rec = reply.record
+        if reply.stt is None:
+            reply.stt = self._transcribe_task(reply.audio)
+        result, rec.stt_start, rec.stt_end = await asyncio.shield(reply.stt)
+        return result
+
+    def _maybe_partial(self, now_s: float) -> None:
+        """A partial transcript of the turn so far, at most every ``stt.partial_interval_ms`` of speech, only when
+        no other transcription is running (off the hot path)."""
+        interval = self.settings.stt.partial_interval_ms
+        lst = self.listener
+        if interval is None or not lst.in_turn or self._overlap or self._stt_busy or not lst.vad.segmenter.speaking:
+            return
+        if lst.speech_s(now_s) - self._partial_at < interval / 1000:
+            return
+        self._partial_at = lst.speech_s(now_s)
+        turn_id, task = self._turn_id, self._transcribe_task(lst.audio_so_far())
+
+        def done(t: asyncio.Task) -> None:
+            if not t.cancelled() and t.exception() is None and self.listener.in_turn and self._turn_id == turn_id:
+                text = t.result()[0].text
+                if text:
+                    self._emit(TranscriptEvent("user", text, turn_id, final=False))
+
+        task.add_done_callback(done)
+
+    # --- the reply -----------------------------------------------------------------------------------------------
     def _start_reply(self, reply: _Reply, text: str | None = None) -> None:
         self._ensure_player()
         self._reply = reply
         self._set_state("thinking")
         self._reply_task = asyncio.create_task(self._run_reply(reply, text), name=f"oviya-turn-{reply.record.turn_id}")
 
-    def _interrupt(self) -> None:
-        """Barge-in: silence Oviya now and cancel the reply's STT/LLM/TTS work."""
-        if self._reply_task is None or self._reply_task.done():
-            return
-        self.player.flush()
-        self._emit(AudioFlush())
-        self._reply_task.cancel()
-
-    # --- the reply -----------------------------------------------------------------------------------------------
     async def _run_reply(self, reply: _Reply, text: str | None) -> None:
         rec = reply.record
         try:
             if text is None:
-                text = await self._transcribe(reply)
+                try:
+                    text = (await self._transcript_of(reply)).text
+                except Exception as e:  # noqa: BLE001 - any STT failure ends this turn, never the session
+                    log.exception("STT failed")
+                    rec.errors.append(f"stt: {e}")
+                    self._emit(ErrorEvent("stt_error", str(e)))
+                    return
                 if not text:
                     return
             rec.user_text = text
@@ -285,20 +409,6 @@ class TurnEngine:
             raise
         finally:
             self._finish(reply)
-
-    async def _transcribe(self, reply: _Reply) -> str:
-        rec = reply.record
-        rec.stt_start = self.clock.now()
-        try:
-            result = await asyncio.to_thread(self.c.stt.transcribe, reply.audio)
-        except Exception as e:  # noqa: BLE001 - any STT failure ends this turn, never the session
-            log.exception("STT failed")
-            rec.errors.append(f"stt: {e}")
-            self._emit(ErrorEvent("stt_error", str(e)))
-            return ""
-        finally:
-            rec.stt_end = self.clock.now()
-        return result.text
 
     async def _speak(self, reply: _Reply) -> None:
         rec = reply.record
@@ -361,7 +471,8 @@ class TurnEngine:
     def _finish(self, reply: _Reply) -> None:
         """Commit what was said, publish the record, go back to listening. Runs on success, error and barge-in."""
         rec = reply.record
-        rec.reply_text = reply.spoken_text()
+        heard = {i: self.player.heard_samples((rec.turn_id, i)) for i in range(len(reply.clauses))}
+        rec.reply_text = reply.spoken_text(heard)
         if rec.outcome is None:
             rec.outcome = "answered" if rec.reply_text else "no_speech" if not rec.user_text else "failed"
         if rec.user_text and rec.outcome != "continued":
@@ -374,4 +485,5 @@ class TurnEngine:
         self._emit(TurnDone(rec))
         if self._reply is reply:
             self._reply = None
-            self._set_state("user_speaking" if self._turn_start_s is not None else "listening")
+            self._overlap = False
+            self._set_state("user_speaking" if self.listener.in_turn else "listening")

@@ -72,6 +72,11 @@ class TurnRecord:
         first_clause: first complete clause handed to TTS.
         tts_first_audio: first audio chunk out of the TTS.
         first_audio_out: first reply frame emitted to the output.
+        eot_probability: Smart Turn's P(complete) behind the end-of-turn decision, if asked.
+        stt_reused: the speculative transcription started at the pause was used.
+        barge_in_onset, barge_in_stop: for a reply the user talked over, the onset of their speech and the moment
+            Oviya's output was silenced.
+        backchannels: what the user said over this reply without interrupting it.
     """
 
     turn_id: int
@@ -89,6 +94,11 @@ class TurnRecord:
     first_clause: float | None = None
     tts_first_audio: float | None = None
     first_audio_out: float | None = None
+    eot_probability: float | None = None
+    stt_reused: bool = False
+    barge_in_onset: float | None = None
+    barge_in_stop: float | None = None
+    backchannels: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -117,11 +127,17 @@ class TurnRecord:
         """Voice-to-voice: end of user speech → first reply frame out."""
         return _ms(self.speech_end, self.first_audio_out)
 
+    @property
+    def barge_in_stop_ms(self) -> float | None:
+        """User speech onset → Oviya's output silenced."""
+        return _ms(self.barge_in_onset, self.barge_in_stop)
+
     def timings(self) -> dict[str, float | None]:
         """The derived durations in ms, keyed by their DESIGN.md names."""
         return {
             "eot_delay_ms": self.eot_delay_ms, "stt_ms": self.stt_ms, "llm_ttft_ms": self.llm_ttft_ms,
             "first_clause_ms": self.first_clause_ms, "tts_ttfb_ms": self.tts_ttfb_ms, "v2v_ms": self.v2v_ms,
+            "barge_in_stop_ms": self.barge_in_stop_ms,
         }
 
     def as_dict(self) -> dict:

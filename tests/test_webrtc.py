@@ -8,7 +8,8 @@ from oviya.client import talk
 
 def test_webrtc_call_hears_an_utterance_and_answers_aloud(app_server, clip):
     audio, _ = clip("stt/picovoice-cheetah/test_en.wav")
-    result = asyncio.run(talk(app_server, audio, listen_s=10.0, until_answers=1))
+    # keep listening until the turn record arrives (sent once the whole reply has played)
+    result = asyncio.run(talk(app_server, audio, listen_s=40.0, until_answers=1))
     assert result.mic_started is not None and result.mic_finished is not None
     speech_end = result.mic_started + speech_bounds(audio)[1]
     voiced = result.voiced_s(speech_end, speech_end + 10.0)
