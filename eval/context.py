@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from eval.data import Clip
+from oviya.components import Components, load_components
 from oviya.config import Settings
 
 
@@ -32,6 +33,13 @@ class Context:
     quick: bool = False
     url: str | None = None
     progress: TextIO = field(default=sys.stderr)
+    _components: Components | None = field(default=None, repr=False)
+
+    def components(self) -> Components:
+        """The models of ``settings``, loaded once per run."""
+        if self._components is None:
+            self._components = load_components(self.settings)
+        return self._components
 
     def limit(self, default: int, quick: int) -> int:
         """How many items a task should take."""

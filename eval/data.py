@@ -49,16 +49,32 @@ def load_manifest(data_dir: Path) -> list[Clip]:
     return clips
 
 
-def speech_bounds(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[float, float] | None:
-    """(start_s, end_s) of the speech in a single-utterance clip by energy, the trimming rule of eval_audio's README
-    (10 ms frames; speech = frames above max(peak − 40 dB, −55 dBFS)). None for a silent clip. Independent of
-    Oviya's VAD, so it can serve as "true end of speech" for latency."""
+def speech_bounds(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_db: float = 40.0,
+                  floor_dbfs: float = -55.0) -> tuple[float, float] | None:
+    """(start_s, end_s) of the speech in a single-utterance clip by energy: 10 ms frames above
+    max(peak − ``below_peak_db``, ``floor_dbfs``). The defaults are the trimming rule of eval_audio's README, which
+    keeps breaths and room tails down to −55 dBFS; :func:`speech_end` uses a stricter rule for timing. None for a
+    silent clip. Independent of Oviya's VAD."""
     n = sample_rate // 100
     frames = audio[: len(audio) // n * n].reshape(-1, n)
     if not len(frames):
         return None
     db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(db > max(db.max() - 40.0, -55.0))
+    loud = np.flatnonzero(db > max(db.max() - below_peak_db, floor_dbfs))
     if not len(loud):
         return None
     return loud[0] * n / sample_rate, (loud[-1] + 1) * n / sample_rate
+
+
+END_BELOW_PEAK_DB = 30.0  # where audible speech ends: the last 10 ms frame within 30 dB of the utterance's peak
+
+
+def speech_end(audio: np.ndarray, start_s: float = 0.0, end_s: float | None = None,
+               sample_rate: int = SAMPLE_RATE) -> float | None:
+    """The true end of speech used as t = 0 for latency (s): the last 10 ms frame in [start_s, end_s] within
+    ``END_BELOW_PEAK_DB`` of the span's peak. The README's −40 dB/−55 dBFS trimming rule ends on breaths and room
+    tails up to ~0.5 s after the last word; 30 dB below the peak keeps the words and drops those tails."""
+    lo = int(start_s * sample_rate)
+    hi = len(audio) if end_s is None else int(end_s * sample_rate)
+    bounds = speech_bounds(audio[lo:hi], sample_rate, END_BELOW_PEAK_DB, -70.0)
+    return None if bounds is None else start_s + bounds[1]

@@ -52,7 +52,8 @@ class VADSettings(_Section):
 
 class SmartTurnSettings(_Section):
     threshold: float = Field(ge=0, le=1, description="P(complete) that ends the turn")
-    min_silence_ms: int = Field(ge=0, description="pause after which the model is asked")
+    min_silence_ms: int = Field(ge=0, description="pause after which the model's verdict may end the turn")
+    ask_ahead_ms: int = Field(ge=0, description="the model is run this much before min_silence_ms")
     max_silence_ms: int = Field(ge=0, description="pause that ends the turn even when the model says incomplete")
     onnx_threads: int = Field(ge=1)
 
@@ -91,6 +92,8 @@ class LlamaCppSettings(_Section):
     n_ctx: int
     n_threads: int
     n_threads_batch: int
+    burst_threads: int = Field(ge=1, description="threads for the first burst_tokens of a reply")
+    burst_tokens: int = Field(ge=0)
     seed: int
 
 
@@ -113,6 +116,7 @@ class BrainSettings(_Section):
     persona: str
     history_turns: int = Field(ge=0, description="past user+assistant exchanges sent to the LLM")
     clause_min_words: int = Field(ge=1, description="a comma ends a TTS clause only after this many words")
+    first_clause_min_words: int = Field(ge=1, description="the same for a reply's first clause")
     max_sentences: int = Field(ge=1, description="generation stops after this many spoken sentences")
     max_user_chars: int = Field(gt=0, description="longer user text is refused with an error")
 

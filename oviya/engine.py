@@ -197,7 +197,9 @@ class TurnEngine:
 
     # --- outputs -------------------------------------------------------------------------------------------------
     async def next_event(self, timeout: float | None = None) -> Event | AudioFlush | None:
-        """The next event, or None after ``timeout`` seconds without one."""
+        """The next event, or None after ``timeout`` seconds without one (``0``: only an event already waiting)."""
+        if timeout == 0:
+            return None if self._events.empty() else self._events.get_nowait()
         try:
             return await asyncio.wait_for(self._events.get(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
@@ -446,7 +448,7 @@ class TurnEngine:
     async def _think(self, reply: _Reply, clauses: asyncio.Queue[str | None]) -> None:
         """LLM → clauses. Always ends the queue with None so the speaker loop finishes."""
         rec = reply.record
-        chunker = ClauseChunker(self.settings.brain.clause_min_words)
+        chunker = ClauseChunker(self.settings.brain.clause_min_words, self.settings.brain.first_clause_min_words)
         rec.llm_start = self.clock.now()
         try:
             sentences = 0

@@ -5,9 +5,10 @@ a virtual clock all run the same decisions. Per 32 ms chunk: Silero VAD → hyst
 policy (``turn.mode``):
 
 - ``vad_only``: the turn ends after ``turn.silence_ms`` of silence (pipecat ``stop_secs``, FastRTC ReplyOnPause).
-- ``smart_turn``: once a pause lasts ``turn.smart_turn.min_silence_ms`` the Smart Turn v3.2 model judges the
-  utterance; it ends the turn at once when complete (p ≥ ``threshold``), otherwise the listener keeps listening until
-  ``turn.smart_turn.max_silence_ms`` (pipecat runs Smart Turn the same way after a short VAD stop).
+- ``smart_turn``: once a pause lasts ``turn.smart_turn.min_silence_ms`` the Smart Turn v3.2 model's verdict on the
+  utterance (computed ``ask_ahead_ms`` earlier, so its ~60 ms of compute hide in the pause) ends the turn when
+  complete (p ≥ ``threshold``); otherwise the listener keeps listening until ``max_silence_ms`` (pipecat runs Smart
+  Turn the same way after a short VAD stop).
 """
 
 from __future__ import annotations
@@ -192,10 +193,13 @@ class Listener:
         if self.turn.mode == "vad_only":
             return self._end(chunk, end, "silence") if pause >= self.turn.silence_ms / 1000 else None
         st = self.turn.smart_turn
-        if pause < st.min_silence_ms / 1000:
+        if pause < (st.min_silence_ms - st.ask_ahead_ms) / 1000:
             return None
         if self._verdict is None or self._verdict[0] != end:
+            # asked ask_ahead_ms early so the model's compute time is hidden in the pause
             self._verdict = (end, self._probability(self._audio(end)))
+        if pause < st.min_silence_ms / 1000:
+            return None
         if self._verdict[1] >= st.threshold:
             return self._end(chunk, end, "smart_turn", self._verdict[1])
         if pause >= st.max_silence_ms / 1000:

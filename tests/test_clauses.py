@@ -26,3 +26,9 @@ def test_markdown_and_emoji_are_not_spoken():
 
 def test_sentence_ends_are_recognised_through_closing_quotes():
     assert ends_sentence('He said "stop."') and ends_sentence("Really?") and not ends_sentence("and then,")
+
+
+def test_the_first_clause_may_be_shorter():
+    c = ClauseChunker(min_words=4, first_min_words=2)
+    assert c.push("Oh, I see, so hard, ") == ["Oh, I see,"]  # 2 words suffice for the first clause only
+    assert c.push("and then, she left. ") == ["so hard, and then,", "she left."]

@@ -47,10 +47,14 @@ class ClauseChunker:
 
     Args:
         min_words: a comma-type boundary ends a clause only after this many words.
+        first_min_words: the same for the first clause (default ``min_words``): a short first clause starts the
+            audio sooner.
     """
 
-    def __init__(self, min_words: int) -> None:
+    def __init__(self, min_words: int, first_min_words: int | None = None) -> None:
         self.min_words = min_words
+        self.first_min_words = first_min_words or min_words
+        self._released = 0
         self._buf = ""
 
     def push(self, delta: str) -> list[str]:
@@ -61,6 +65,7 @@ class ClauseChunker:
             clause, self._buf = self._buf[:cut], self._buf[cut:]
             if _speakable(cleaned := clean_for_speech(clause)):
                 out.append(cleaned)
+                self._released += 1
         return out
 
     def flush(self) -> list[str]:
@@ -69,11 +74,16 @@ class ClauseChunker:
         return [rest] if _speakable(rest) else []
 
     def _next_cut(self) -> int | None:
+        """End index of the earliest complete clause in the buffer, or None."""
+        cuts = []
         for m in _SENTENCE_END.finditer(self._buf):
             words = self._buf[: m.end()].split()
             if m.group().startswith("\n") or not words or words[-1].lower() not in _ABBREVIATIONS:
-                return m.end()
+                cuts.append(m.end())
+                break
+        min_words = self.min_words if self._released else self.first_min_words
         for m in _CLAUSE_END.finditer(self._buf):
-            if len(self._buf[: m.start()].split()) >= self.min_words:
-                return m.end()
-        return None
+            if len(self._buf[: m.start()].split()) >= min_words:
+                cuts.append(m.end())
+                break
+        return min(cuts) if cuts else None

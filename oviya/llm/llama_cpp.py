@@ -44,6 +44,7 @@ class LlamaCppChat:
     def __init__(self, settings: LlamaCppSettings) -> None:
         from llama_cpp import Llama
 
+        self.settings = settings
         path = resolve_gguf(settings.model)
         self.name = f"llama_cpp:{path.name}"
         self._llm = Llama(
@@ -58,12 +59,23 @@ class LlamaCppChat:
                 messages=list(messages), stream=True, max_tokens=params.max_tokens,
                 temperature=params.temperature, top_p=params.top_p,
             )
-            for chunk in chunks:
+            self._set_threads(self.settings.burst_threads)
+            for n, chunk in enumerate(chunks):
+                if n == self.settings.burst_tokens:
+                    self._set_threads(self.settings.n_threads)
                 delta = chunk["choices"][0]["delta"].get("content")
                 if delta:
                     yield delta
         except ValueError as e:  # llama-cpp-python raises ValueError for a prompt longer than n_ctx
             raise LLMError(f"llama.cpp: {e}") from e
+        finally:
+            self._set_threads(self.settings.n_threads)
+
+    def _set_threads(self, n: int) -> None:
+        # The first tokens (the first clause, which TTS is waiting for) run while the other core is idle, so they
+        # get ``burst_threads``; later tokens overlap TTS and keep to ``n_threads``. llama_set_n_threads applies
+        # from the next decode; llama-cpp-python exposes it on its context object (pinned version).
+        self._llm._ctx.set_n_threads(n, self.settings.n_threads_batch)
 
     def warmup(self, messages: list[Message]) -> None:
         # llama.cpp keeps the KV cache of the last prompt and reuses its longest common prefix, so evaluating the

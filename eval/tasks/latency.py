@@ -1,0 +1,88 @@
+"""``latency``: voice-to-voice latency of the turn engine on real utterances, stage by stage.
+
+Each ``stt`` utterance is played in real time (20 ms frames) into a fresh :class:`~oviya.engine.TurnEngine` with the
+real models, followed by silence. t = 0 is the true end of speech in the clip (:func:`eval.data.speech_end`), mapped
+onto the engine's clock by the time its frame was pushed. ``v2v_ms`` = first reply frame out − t0. Replies are
+rendered on a fast-forward clock once they start (playout costs no wall time; compute stages keep real time), so
+the run takes about the clips' length plus a second each. Engine-internal stage timings come from the per-turn
+record (``eot_delay_ms`` there is measured from the VAD's end of speech; ``true_eot_delay_ms`` from t0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from tqdm import tqdm
+
+from eval.context import Context
+from eval.data import speech_end
+from eval.stats import percentile
+from eval.tasks.turn import CUTOFF_TOLERANCE_S
+from oviya.clock import FastForwardClock
+from oviya.engine import TurnEngine
+from oviya.events import TurnDone, TurnRecord
+
+FRAME_S = 0.02
+REPLY_TIMEOUT_S = 15.0
+STAGES = ("eot_delay_ms", "stt_ms", "llm_ttft_ms", "first_clause_ms", "tts_ttfb_ms")
+
+
+async def one_turn(ctx: Context, audio: np.ndarray, end_s: float) -> tuple[TurnRecord | None, float]:
+    """Play ``audio`` then silence into a fresh engine; (record of the first answered turn, clock time of t0)."""
+    clock = FastForwardClock()
+    n = int(16000 * FRAME_S)
+    silence = np.zeros(n, np.float32)
+    t_end = None
+    async with TurnEngine(ctx.components(), ctx.settings, clock=clock) as engine:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        done: TurnRecord | None = None
+        k = 0
+        while done is None and k * FRAME_S < len(audio) / 16000 + REPLY_TIMEOUT_S:
+            frame = audio[k * n : (k + 1) * n] if k * n < len(audio) else silence
+            engine.push_audio(frame, 16000)
+            if t_end is None and (k + 1) * FRAME_S >= end_s:
+                t_end = clock.now() - ((k + 1) * FRAME_S - end_s)
+            k += 1
+            await asyncio.sleep(max(0.0, start + k * FRAME_S - loop.time()))
+            while (ev := await engine.next_event(0)) is not None:
+                # a turn that ended before the true end of speech was a cut-off (the turn task counts those)
+                if isinstance(ev, TurnDone) and ev.record.outcome == "answered" and t_end is not None \
+                        and ev.record.eot >= t_end - CUTOFF_TOLERANCE_S:
+                    done = ev.record
+    return done, t_end
+
+
+def run(ctx: Context) -> dict:
+    clips = [c for c in ctx.clips if c.category == "stt" and c.row.get("duration_s", 0) <= 15.0]
+    clips = clips[: ctx.limit(default=len(clips), quick=4)]
+    if not clips:
+        return {"skipped": "no stt clips", "n": 0, "v2v_ms_p50": None, "v2v_ms_p95": None}
+    rows = []
+    for clip in tqdm(clips, desc="latency", file=ctx.progress):
+        audio = clip.audio()
+        end_s = speech_end(audio)
+        rec, t0 = asyncio.run(one_turn(ctx, audio, end_s))
+        row = {"file": str(clip.path.relative_to(ctx.data)), "v2v_ms": None}
+        if rec is not None:
+            row.update({
+                "v2v_ms": round((rec.first_audio_out - t0) * 1000, 1),
+                "true_eot_delay_ms": round((rec.eot - t0) * 1000, 1),
+                **{k: v for k, v in rec.timings().items() if k in STAGES},
+                "end_reason": rec.end_reason, "stt_reused": rec.stt_reused,
+                "user_text": rec.user_text, "reply_text": rec.reply_text,
+            })
+        rows.append(row)
+    ctx.write_rows("latency", rows)
+    answered = [r for r in rows if r["v2v_ms"] is not None]
+    summary = {
+        "n": len(rows), "answered": len(answered),
+        "v2v_ms_p50": percentile([r["v2v_ms"] for r in answered], 50),
+        "v2v_ms_p95": percentile([r["v2v_ms"] for r in answered], 95),
+        "true_eot_delay_ms_p50": percentile([r["true_eot_delay_ms"] for r in answered], 50),
+    }
+    for k in STAGES:
+        summary[f"{k.removesuffix('_ms')}_ms_p50"] = percentile([r[k] for r in answered], 50)
+    summary["stt_reused_rate"] = round(sum(r["stt_reused"] for r in answered) / len(answered), 3) if answered else None
+    return summary
