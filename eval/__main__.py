@@ -19,7 +19,7 @@ from eval.context import Context
 from eval.data import load_manifest
 from oviya.config import PROJECT_ROOT, load_settings
 
-TASKS = ["turn", "latency", "webrtc"]
+TASKS = ["turn", "latency", "barge_in", "webrtc"]
 
 
 def _meta(profile: str, data: Path) -> dict:

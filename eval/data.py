@@ -53,7 +53,7 @@ def speech_bounds(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_
                   floor_dbfs: float = -55.0) -> tuple[float, float] | None:
     """(start_s, end_s) of the speech in a single-utterance clip by energy: 10 ms frames above
     max(peak − ``below_peak_db``, ``floor_dbfs``). The defaults are the trimming rule of eval_audio's README, which
-    keeps breaths and room tails down to −55 dBFS; :func:`speech_end` uses a stricter rule for timing. None for a
+    keeps breaths and room tails down to −55 dBFS; :func:`speech_span` uses a stricter rule for timing. None for a
     silent clip. Independent of Oviya's VAD."""
     n = sample_rate // 100
     frames = audio[: len(audio) // n * n].reshape(-1, n)
@@ -66,15 +66,15 @@ def speech_bounds(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_
     return loud[0] * n / sample_rate, (loud[-1] + 1) * n / sample_rate
 
 
-END_BELOW_PEAK_DB = 30.0  # where audible speech ends: the last 10 ms frame within 30 dB of the utterance's peak
+SPEECH_BELOW_PEAK_DB = 30.0  # audible speech: 10 ms frames within 30 dB of the span's peak
 
 
-def speech_end(audio: np.ndarray, start_s: float = 0.0, end_s: float | None = None,
-               sample_rate: int = SAMPLE_RATE) -> float | None:
-    """The true end of speech used as t = 0 for latency (s): the last 10 ms frame in [start_s, end_s] within
-    ``END_BELOW_PEAK_DB`` of the span's peak. The README's −40 dB/−55 dBFS trimming rule ends on breaths and room
-    tails up to ~0.5 s after the last word; 30 dB below the peak keeps the words and drops those tails."""
+def speech_span(audio: np.ndarray, start_s: float = 0.0, end_s: float | None = None,
+                sample_rate: int = SAMPLE_RATE) -> tuple[float, float] | None:
+    """The true (onset, end) of speech in [start_s, end_s] used as t = 0 for latency and barge-in timing (s): the
+    first and last 10 ms frames within ``SPEECH_BELOW_PEAK_DB`` of the span's peak. The README's −40 dB/−55 dBFS
+    trimming rule starts and ends on breaths, clicks and room tails, up to ~0.5 s away from the words."""
     lo = int(start_s * sample_rate)
     hi = len(audio) if end_s is None else int(end_s * sample_rate)
-    bounds = speech_bounds(audio[lo:hi], sample_rate, END_BELOW_PEAK_DB, -70.0)
-    return None if bounds is None else start_s + bounds[1]
+    bounds = speech_bounds(audio[lo:hi], sample_rate, SPEECH_BELOW_PEAK_DB, -70.0)
+    return None if bounds is None else (start_s + bounds[0], start_s + bounds[1])

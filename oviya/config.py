@@ -69,9 +69,9 @@ class BargeInSettings(_Section):
     enabled: bool
     pause_on_onset: bool = Field(description="silence Oviya at the first speech chunk, before deciding")
     min_ms: int = Field(ge=0, description="user speech this long always interrupts Oviya")
+    resume_after_ms: int = Field(ge=0, description="quiet after a false onset before Oviya resumes")
     backchannel_words: list[str] = Field(description="a short utterance made only of these does not interrupt")
-    echo_guard: Literal["off", "reference"] = Field(description="ignore mic speech explained by Oviya's playback")
-    echo_margin_db: float = Field(description="reference guard: mic must exceed the expected echo by this much")
+    echo_guard: Literal["off", "aec"] = Field(description="cancel Oviya's own voice echoing into the mic")
 
 
 class STTSettings(_Section):

@@ -1,7 +1,7 @@
 """The turn engine: audio frames (or typed text) in → audio frames and events out.
 
 It knows nothing of Gradio, WebRTC or files, so the app, the eval harness and the notebooks drive the same code.
-One engine per conversation. Input is handled inline: resampling, the echo guard, Silero VAD and the
+One engine per conversation. Input is handled inline: resampling, echo cancellation, Silero VAD and the
 :class:`~oviya.listener.Listener`'s end-of-turn policy (a Smart Turn call is ~60 ms, once per pause). Each reply
 runs as one cancellable task in which STT, the LLM and TTS stream into each other (after Kyutai Unmute's
 ``unmute_handler.py``): clauses go to TTS while later tokens are generated, TTS audio goes to a real-time
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from oviya.audio import AudioFormatError, Framer, StreamResampler, to_float32, to_int16, to_mono
+from oviya.audio import AudioFormatError, StreamResampler, to_float32, to_int16, to_mono
 from oviya.brain.brain import Brain
 from oviya.brain.clauses import ClauseChunker, ends_sentence
 from oviya.clock import Clock, RealClock
 from oviya.components import Components
 from oviya.config import Settings
-from oviya.echo import EchoGuard
+from oviya.echo import EchoCanceller
 from oviya.events import (
     AudioOut, ErrorEvent, Event, State, StatusEvent, TranscriptEvent, TurnDone, TurnRecord,
 )
@@ -39,7 +39,7 @@ from oviya.listener import (
 from oviya.llm import GenerationParams
 from oviya.player import AudioPlayer
 from oviya.stt import Transcript
-from oviya.vad import CHUNK, SAMPLE_RATE
+from oviya.vad import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
@@ -103,14 +103,13 @@ class TurnEngine:
         self.player = AudioPlayer(self.clock, self.out_rate, settings.audio.output_frame_ms,
                                   settings.audio.output_lead_ms / 1000, self._on_frame)
         bi = settings.barge_in
-        self.echo = EchoGuard(bi.echo_margin_db) if bi.echo_guard == "reference" else None
+        self.echo = EchoCanceller(self.out_rate) if bi.echo_guard == "aec" else None
         self._backchannels = {w.lower() for w in bi.backchannel_words}
         self.transcript: list[TranscriptEvent] = []
         self.records: list[TurnRecord] = []
         self.state: State = "listening"
         self._events: asyncio.Queue[Event | AudioFlush] = asyncio.Queue()
         self._resampler: StreamResampler | None = None
-        self._framer = Framer(CHUNK, np.float32)
         self._turn_id = 0
         self._reply: _Reply | None = None
         self._reply_task: asyncio.Task | None = None
@@ -118,6 +117,7 @@ class TurnEngine:
         self._carry: _Reply | None = None  # a turn the user continued before Oviya answered
         self._overlap = False  # a user turn began while Oviya was talking: barge-in or backchannel?
         self._judging: asyncio.Task | None = None  # deciding whether a short overlap was a backchannel
+        self._resume_timer: asyncio.TimerHandle | None = None
         self._spec: tuple[float, asyncio.Task] | None = None  # speculative STT: (speech end judged, task)
         self._partial: asyncio.Task | None = None
         self._partial_at = 0.0
@@ -173,11 +173,11 @@ class TurnEngine:
             raise AudioFormatError("audio contains NaN or infinite samples")
         if self._resampler is None or self._resampler.from_hz != sample_rate:
             self._resampler = StreamResampler(sample_rate, SAMPLE_RATE, "float32")
-        for chunk in self._framer.push(self._resampler.process(np.clip(x, -1.0, 1.0))):
-            if self.echo is not None:
-                chunk = self.echo.gate(chunk, self.clock.now())
-            for vc, events in self.listener.push(chunk):
-                self._on_chunk(vc.end_s, events)
+        x16 = self._resampler.process(np.clip(x, -1.0, 1.0))
+        if self.echo is not None:
+            x16 = self.echo.process(x16, self.clock.now())
+        for vc, events in self.listener.push(x16):
+            self._on_chunk(vc.end_s, events)
 
     def push_text(self, text: str) -> None:
         """A typed user turn, answered aloud like a spoken one (interrupts any reply in progress).
@@ -238,25 +238,29 @@ class TurnEngine:
 
         for ev in events:
             if isinstance(ev, SpeechCandidate):
+                self._cancel_resume()
                 if self._reply is not None and not self._speaking():
                     self.player.pause()  # the user may be going on: do not start talking over them
                 elif self._speaking() and bi.enabled and bi.pause_on_onset and not self.player.paused:
                     self._pause_reply(clock_at(ev.time_s))
             elif isinstance(ev, CandidateDropped):
                 if self._reply is not None and self.player.paused and not self.listener.in_turn and self._judging is None:
-                    self._resume_reply()
+                    # resume only after a quiet moment: a real onset often flickers above and below the threshold
+                    self._resume_timer = asyncio.get_running_loop().call_later(bi.resume_after_ms / 1000, self._resume_reply)
             elif isinstance(ev, TurnStarted):
                 self._on_turn_started()
             elif isinstance(ev, Paused):
-                if self.settings.stt.speculative_after_ms is not None and not self._overlap:
+                if self._overlap:
+                    self._end_overlap(ev, clock_at(ev.end_s), now)
+                elif self.settings.stt.speculative_after_ms is not None:
                     self._spec = (ev.end_s, self._transcribe_task(ev.audio))
             elif isinstance(ev, Resumed):
                 self._spec = None
             elif isinstance(ev, EndOfTurn):
                 self._on_end_of_turn(ev, clock_at(ev.end_s), now)
-        if self._overlap and self.listener.in_turn and self.listener.speech_s(now_s) >= bi.min_ms / 1000:
+        if self._overlap and self.listener.in_turn and self.listener.voiced_s >= bi.min_ms / 1000:
             self._barge_in(now)  # long speech over Oviya: a real interruption whatever it says
-        self._maybe_partial(now_s)
+        self._maybe_partial()
 
     def _on_turn_started(self) -> None:
         if self._reply is None:
@@ -294,6 +298,14 @@ class TurnEngine:
         else:
             self._start_reply(reply)
 
+    def _end_overlap(self, ev: Paused, speech_end: float, now: float) -> None:
+        """Short speech over Oviya paused: judge it now rather than waiting for the end-of-turn policy, so a
+        backchannel holds her up only for one pause and one short transcription."""
+        self.listener.discard()
+        rec = TurnRecord(self._turn_id, "voice", speech_end=speech_end, eot=now, end_reason="overlap")
+        self._overlap = False
+        self._judging = asyncio.create_task(self._judge_overlap(_Reply(rec, audio=ev.audio)))
+
     async def _judge_overlap(self, reply: _Reply) -> None:
         """A short utterance over Oviya's speech ended: a backchannel lets her go on, anything else interrupts."""
         try:
@@ -320,9 +332,15 @@ class TurnEngine:
             rec.barge_in_onset, rec.barge_in_stop = onset, self.clock.now()
 
     def _resume_reply(self) -> None:
-        if self._reply is not None and self.player.paused:
+        self._cancel_resume()
+        if self._reply is not None and self.player.paused and not self.listener.in_turn:
             self.player.resume()
         self._overlap = False
+
+    def _cancel_resume(self) -> None:
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
 
     def _barge_in(self, now: float) -> None:
         """The user interrupts: stop Oviya for good; the user's turn goes on."""
@@ -363,16 +381,16 @@ class TurnEngine:
         result, rec.stt_start, rec.stt_end = await asyncio.shield(reply.stt)
         return result
 
-    def _maybe_partial(self, now_s: float) -> None:
-        """A partial transcript of the turn so far, at most every ``stt.partial_interval_ms`` of speech, only when
+    def _maybe_partial(self) -> None:
+        """A partial transcript of the turn so far, once per ``stt.partial_interval_ms`` of speech, only when
         no other transcription is running (off the hot path)."""
         interval = self.settings.stt.partial_interval_ms
         lst = self.listener
         if interval is None or not lst.in_turn or self._overlap or self._stt_busy or not lst.vad.segmenter.speaking:
             return
-        if lst.speech_s(now_s) - self._partial_at < interval / 1000:
+        if lst.voiced_s - self._partial_at < interval / 1000:
             return
-        self._partial_at = lst.speech_s(now_s)
+        self._partial_at = lst.voiced_s
         turn_id, task = self._turn_id, self._transcribe_task(lst.audio_so_far())
 
         def done(t: asyncio.Task) -> None:

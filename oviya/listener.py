@@ -119,9 +119,13 @@ class Listener:
         """True while a user turn is open."""
         return self.turn_start_s is not None
 
-    def speech_s(self, now_s: float) -> float:
-        """How long the open turn has lasted at stream time ``now_s`` (0 outside a turn)."""
-        return 0.0 if self.turn_start_s is None else now_s - self.turn_start_s
+    @property
+    def voiced_s(self) -> float:
+        """Seconds of speech (chunks at or above the VAD threshold) in the open turn so far, pauses excluded."""
+        if self.turn_start_s is None:
+            return 0.0
+        thr = self.vad.segmenter.settings.threshold
+        return CHUNK_S * sum(c.prob >= thr for c in self._chunks if c.start_s >= self.turn_start_s)
 
     def audio_so_far(self) -> np.ndarray:
         """The open turn's audio up to now (16 kHz float32), e.g. for a partial transcript."""

@@ -1,7 +1,7 @@
 """``latency``: voice-to-voice latency of the turn engine on real utterances, stage by stage.
 
 Each ``stt`` utterance is played in real time (20 ms frames) into a fresh :class:`~oviya.engine.TurnEngine` with the
-real models, followed by silence. t = 0 is the true end of speech in the clip (:func:`eval.data.speech_end`), mapped
+real models, followed by silence. t = 0 is the true end of speech in the clip (:func:`eval.data.speech_span`), mapped
 onto the engine's clock by the time its frame was pushed. ``v2v_ms`` = first reply frame out − t0. Replies are
 rendered on a fast-forward clock once they start (playout costs no wall time; compute stages keep real time), so
 the run takes about the clips' length plus a second each. Engine-internal stage timings come from the per-turn
@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from eval.context import Context
-from eval.data import speech_end
+from eval.data import speech_span
 from eval.stats import percentile
 from eval.tasks.turn import CUTOFF_TOLERANCE_S
 from oviya.clock import FastForwardClock
@@ -62,7 +62,7 @@ def run(ctx: Context) -> dict:
     rows = []
     for clip in tqdm(clips, desc="latency", file=ctx.progress):
         audio = clip.audio()
-        end_s = speech_end(audio)
+        end_s = speech_span(audio)[1]
         rec, t0 = asyncio.run(one_turn(ctx, audio, end_s))
         row = {"file": str(clip.path.relative_to(ctx.data)), "v2v_ms": None}
         if rec is not None:

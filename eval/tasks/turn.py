@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from eval.context import Context
-from eval.data import Clip, speech_bounds, speech_end
+from eval.data import Clip, speech_bounds, speech_span
 from eval.stats import percentile
 from oviya.listener import EndOfTurn, Listener
 from oviya.smart_turn import SmartTurnModel
@@ -33,14 +33,14 @@ FEED = 512  # one VAD chunk per push
 
 def utterances(clip: Clip, audio: np.ndarray) -> list[tuple[float, float]]:
     """Ground-truth (start_s, end_s) of the clip's utterances, or [] when the clip has none we can use. Ends are
-    refined by :func:`eval.data.speech_end` (the labels' energy rule ends on breaths and tails)."""
+    refined by :func:`eval.data.speech_span` (the labels' energy rule ends on breaths and tails)."""
     if clip.category == "stt":
         spans = [speech_bounds(audio)] if speech_bounds(audio) else []
     elif clip.category == "vad_constructed" and clip.row.get("segments"):
         spans = [(s["start"], s["end"]) for s in clip.row["segments"]]
     else:
         return []
-    return [(a, speech_end(audio, a, b) or b) for a, b in spans]
+    return [(a, (speech_span(audio, a, b) or (a, b))[1]) for a, b in spans]
 
 
 def run_listener(ctx: Context, mode: str, audio: np.ndarray, smart: SmartTurnModel) -> list[tuple[EndOfTurn, float]]:

@@ -1,0 +1,170 @@
+"""``barge_in``: does Oviya stop at once when talked over, and only then?
+
+Each trial asks the engine (real models, real clock) for a long spoken reply; ``LEAD_IN_S`` after its first audio,
+an interfering clip is mixed into the microphone in real time:
+
+- ``speech``: a real utterance (``stt`` clips) — Oviya must stop; ``stop_ms`` = true speech onset in the clip
+  (:func:`eval.data.speech_span`) →
+  her output silenced (the engine's flush event). Not stopping is a miss.
+- ``backchannel``: real "yes" / "right" / "wow" (``backchannel`` clips) — she must not be interrupted.
+- ``noise``: pieces of the ``vad_negative`` clip — she must not be interrupted.
+- ``echo``: no user at all, but her own voice fed back into the mic (``ECHO_DELAY_S`` after release,
+  ``ECHO_GAIN_DB``), as a speaker next to a microphone without echo cancellation — she must not be interrupted.
+
+``false_rate`` = interrupted trials among backchannel, noise and echo trials. A brief pause at a backchannel that
+then resumes is not an interruption (``pause_ms_p50`` reports how long she held).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from tqdm import tqdm
+
+from eval.context import Context
+from eval.data import speech_span
+from eval.stats import percentile
+from oviya.audio import StreamResampler, to_float32
+from oviya.engine import AudioFlush, TurnEngine
+from oviya.events import AudioOut, TurnDone
+
+PROMPT = "Please tell me a long story about a lighthouse keeper who befriends a seagull during a storm."
+FRAME_S = 0.02
+LEAD_IN_S = 0.6  # Oviya has been talking this long when the interference starts
+TAIL_S = 2.0  # listening after the interference, for the engine's decision
+ECHO_DELAY_S = 0.25  # release → back at the microphone: jitter buffer + playout + acoustic path
+ECHO_GAIN_DB = -6.0  # a loud loudspeaker next to the microphone
+ECHO_S = 3.0
+NOISE_PIECE_S = 2.0
+STAYS_SILENT_S = 0.5
+
+
+async def trial(ctx: Context, interferer: np.ndarray, onset_s: float | None, echo: bool) -> dict:
+    """One trial; returns stop time, interruption and pause figures (ms)."""
+    n = int(16000 * FRAME_S)
+    gain = 10 ** (ECHO_GAIN_DB / 20)
+    to16k = StreamResampler(ctx.settings.audio.output_sample_rate, 16000)
+    out: list[tuple[float, np.ndarray]] = []  # (release time, 16 kHz audio) of Oviya's frames
+    res = {"interrupted": False, "stop_ms": None, "pauses": [], "valid": True}
+    timeline: list[tuple[float, bool]] = []  # (time, True for an audio frame / False for a flush) after lead-in
+    async with TurnEngine(ctx.components(), ctx.settings) as engine:
+        loop = asyncio.get_running_loop()
+        engine.push_text(PROMPT)
+        t_start = t_onset = paused_at = None
+        k = 0
+        k_start = None  # frame index at which the interference starts
+        start = loop.time()
+        while True:
+            now = engine.clock.now()
+            frame = np.zeros(n, np.float32)
+            if t_start is not None and k_start is None and now >= t_start:
+                k_start = k
+            if k_start is not None:
+                i = (k - k_start) * n
+                if i >= len(interferer) + TAIL_S * 16000:
+                    break
+                piece = interferer[i : i + n]
+                frame[: len(piece)] += piece
+                if onset_s is not None and t_onset is None and i / 16000 + FRAME_S > onset_s:
+                    t_onset = now - (i / 16000 + FRAME_S - onset_s)
+            if echo:
+                lo, hi = now - ECHO_DELAY_S - FRAME_S, now - ECHO_DELAY_S
+                back = [pcm for t, pcm in out if lo <= t < hi]
+                if back:
+                    e = np.concatenate(back)[:n]
+                    frame[: len(e)] += gain * e
+            engine.push_audio(np.clip(frame, -1, 1), 16000)
+            k += 1
+            await asyncio.sleep(max(0.0, start + k * FRAME_S - loop.time()))
+            while (ev := await engine.next_event(0)) is not None:
+                t = engine.clock.now()
+                if isinstance(ev, AudioOut):
+                    out.append((t, to16k.process(to_float32(ev.pcm))))
+                    if t_start is None:
+                        t_start = t + LEAD_IN_S
+                    if paused_at is not None:
+                        res["pauses"].append(round((t - paused_at) * 1000, 1))
+                        paused_at = None
+                if isinstance(ev, (AudioOut, AudioFlush)) and t_start is not None:
+                    timeline.append((t, isinstance(ev, AudioOut)))
+                if isinstance(ev, AudioOut):
+                    pass
+                elif isinstance(ev, AudioFlush):
+                    # frames not yet due are dropped downstream too: they never sound, so never echo
+                    lead = ctx.settings.audio.output_lead_ms / 1000
+                    out = [(r, pcm) for r, pcm in out if r <= t - lead]
+                    if t_start is None or t < t_start:
+                        continue
+                    paused_at = paused_at or t
+                elif isinstance(ev, TurnDone) and ev.record.source == "text":
+                    res["interrupted"] = ev.record.outcome == "interrupted"
+                    if t_start is None or ev.record.outcome == "answered" and now < t_start + 0.5:
+                        res["valid"] = False  # the reply ended before the interference: nothing to test
+                        return res
+            if k * FRAME_S > 60:
+                res["valid"] = False
+                return res
+        if engine.records and engine.records[0].outcome == "interrupted":
+            res["interrupted"] = True
+        if t_onset is not None and res["interrupted"]:
+            res["stop_ms"] = _stop_ms(timeline, t_onset)
+        res["heard"] = [r.user_text for r in engine.records if r.source == "voice"]
+        res["backchannels"] = engine.records[0].backchannels if engine.records else []
+    return res
+
+
+def _stop_ms(timeline: list[tuple[float, bool]], t_onset: float) -> float | None:
+    """Onset → the flush after which Oviya stayed silent (no frame within ``STAYS_SILENT_S``), 0 if she was
+    already silent at the onset (paused by its first sounds)."""
+    for i, (t, is_audio) in enumerate(timeline):
+        if is_audio or t < t_onset - STAYS_SILENT_S:
+            continue
+        if not any(a and t < u <= t + STAYS_SILENT_S for u, a in timeline[i + 1 :]):
+            return round(max(0.0, t - t_onset) * 1000, 1)
+    return None
+
+
+def _cases(ctx: Context) -> list[tuple[str, np.ndarray, float | None, bool]]:
+    q = ctx.quick
+    speech = [c for c in ctx.clips if c.category == "stt" and c.row.get("duration_s", 99) <= 4.0][: 3 if q else 8]
+    backchannel = [c for c in ctx.clips if c.category == "backchannel"][: 4 if q else 100]
+    noise = [c for c in ctx.clips if c.category == "vad_negative"]
+    cases = []
+    for c in speech:
+        a = c.audio()
+        cases.append(("speech", a, speech_span(a)[0], False))
+    for c in backchannel:
+        cases.append(("backchannel", c.audio(), None, False))
+    for c in noise:
+        a = c.audio()
+        step = int(NOISE_PIECE_S * 16000)
+        cases += [("noise", a[i : i + step], None, False) for i in range(0, len(a) - step + 1, step)][: 1 if q else 4]
+    cases += [("echo", np.zeros(int(ECHO_S * 16000), np.float32), None, True)] * (1 if q else 3)
+    return cases
+
+
+def run(ctx: Context) -> dict:
+    cases = _cases(ctx)
+    if not any(kind == "speech" for kind, *_ in cases):
+        return {"skipped": "no short stt clips", "stop_ms_p95": None, "false_rate": None}
+    rows = []
+    for kind, audio, onset, echo in tqdm(cases, desc="barge_in", file=ctx.progress):
+        r = asyncio.run(trial(ctx, audio, onset, echo))
+        rows.append({"kind": kind, **r})
+    ctx.write_rows("barge_in", rows)
+    valid = [r for r in rows if r["valid"]]
+    speech = [r for r in valid if r["kind"] == "speech"]
+    others = [r for r in valid if r["kind"] != "speech"]
+    stops = [r["stop_ms"] for r in speech if r["interrupted"]]
+    summary = {
+        "trials": len(rows), "valid": len(valid),
+        "stop_ms_p50": percentile(stops, 50), "stop_ms_p95": percentile(stops, 95),
+        "missed_rate": round(sum(not r["interrupted"] for r in speech) / len(speech), 3) if speech else None,
+        "false_rate": round(sum(r["interrupted"] for r in others) / len(others), 3) if others else None,
+    }
+    for kind in ("backchannel", "noise", "echo"):
+        some = [r for r in others if r["kind"] == kind]
+        summary[f"{kind}_false_rate"] = round(sum(r["interrupted"] for r in some) / len(some), 3) if some else None
+    summary["pause_ms_p50"] = percentile([p for r in others for p in r["pauses"]], 50)
+    return summary
