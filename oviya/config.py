@@ -72,6 +72,7 @@ class BargeInSettings(_Section):
     resume_after_ms: int = Field(ge=0, description="quiet after a false onset before Oviya resumes")
     backchannel_words: list[str] = Field(description="a short utterance made only of these does not interrupt")
     echo_guard: Literal["off", "aec"] = Field(description="cancel Oviya's own voice echoing into the mic")
+    echo_min_ms: int = Field(ge=0, description="with echo present, shorter overlaps are taken for residual echo")
 
 
 class STTSettings(_Section):

@@ -14,6 +14,8 @@ barge-in for the many clients that cancel echo themselves. So the cancelled audi
 seen in this session: while Oviya plays, the canceller's echo return loss enhancement (ERLE: microphone level minus
 cancelled level) is tracked; a median above ``ECHO_ERLE_DB`` over ``ECHO_EVIDENCE_S`` of playback means there is echo
 to remove. Until then the microphone passes unchanged (the canceller still runs, so it has converged when needed).
+Silero VAD hardly depends on level, so even a faint residual of cancelled echo can look like speech: a frame the
+canceller reduced by ``RESIDUAL_ERLE_DB`` or more is replaced by silence (user speech is not reduced that much).
 
 Limits: delays beyond AEC3's search range (~0.5 s of network and playout buffering) are not cancelled; strongly
 non-linear loudspeakers leave residual echo; the first ``ECHO_EVIDENCE_S`` of echo in a session pass uncancelled.
@@ -30,7 +32,9 @@ from oviya.audio import StreamResampler, to_float32
 SAMPLE_RATE = 16000
 FRAME = 160  # AEC3 processes 10 ms frames
 ECHO_ERLE_DB = 10.0  # cancelling removes this much from the microphone while Oviya plays: there is echo
-ECHO_EVIDENCE_S = 0.5  # of audible playback (with an audible microphone) before deciding
+ECHO_EVIDENCE_S = 0.3  # of audible microphone while echo is possible, before deciding
+ECHO_TAIL_S = 0.5  # an echo can still arrive this long after the playback fell silent
+RESIDUAL_ERLE_DB = 15.0  # a frame the canceller reduced this much was echo only: silence it completely
 AUDIBLE_RMS = 10 ** (-55 / 20)  # playback and microphone frames quieter than -55 dBFS are no evidence
 
 
@@ -52,6 +56,7 @@ class EchoCanceller:
         self._pending = np.zeros(0, np.float32)  # capture samples short of a 10 ms frame
         self._erle: deque[float] = deque(maxlen=int(ECHO_EVIDENCE_S * 100) * 4)  # dB, per frame of evidence
         self.echo_present = False
+        self._since_render = 10**9  # 10 ms frames since the playback was last audible
 
     def on_output(self, pcm: np.ndarray, due: float) -> None:
         """Record an output frame (int16 at ``output_rate``) that starts playing at clock time ``due``."""
@@ -82,20 +87,28 @@ class EchoCanceller:
             frame = self._frame(raw)
             self._apm.process_stream(frame)
             cancelled = np.frombuffer(bytes(frame.data), dtype=np.int16) / 32768.0
-            self._observe(render, raw, cancelled)
-            out[i * FRAME : (i + 1) * FRAME] = cancelled if self.echo_present else raw
+            erle = self._observe(render, raw, cancelled)
+            if not self.echo_present:
+                cancelled = raw
+            elif erle is not None and erle >= RESIDUAL_ERLE_DB:
+                cancelled = np.zeros(FRAME)  # all echo: its faint residual would still look like speech to Silero
+            out[i * FRAME : (i + 1) * FRAME] = cancelled
         self._pending = buf[n * FRAME :]
         return out
 
-    def _observe(self, render: np.ndarray, raw: np.ndarray, cancelled: np.ndarray) -> None:
-        """Collect ERLE evidence while Oviya plays and the microphone hears something."""
+    def _observe(self, render: np.ndarray, raw: np.ndarray, cancelled: np.ndarray) -> float | None:
+        """The frame's ERLE (dB) while Oviya's voice may be echoing and the microphone hears something, collected
+        as evidence of echo; None otherwise."""
         rms = lambda x: float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))  # noqa: E731
+        self._since_render = 0 if rms(render) >= AUDIBLE_RMS else self._since_render + 1
         mic = rms(raw)
-        if rms(render) < AUDIBLE_RMS or mic < AUDIBLE_RMS:
-            return
-        self._erle.append(20 * np.log10(mic / max(rms(cancelled), 1e-6)))
+        if self._since_render * FRAME / SAMPLE_RATE > ECHO_TAIL_S or mic < AUDIBLE_RMS:
+            return None
+        erle = 20 * float(np.log10(mic / max(rms(cancelled), 1e-6)))
+        self._erle.append(erle)
         if len(self._erle) >= ECHO_EVIDENCE_S * 100:
             self.echo_present = float(np.median(self._erle)) >= ECHO_ERLE_DB
+        return erle
 
     def _render_until(self, t: float) -> np.ndarray:
         """The next 10 ms of playback due by ``t`` (zeros while Oviya is silent)."""

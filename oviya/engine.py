@@ -43,6 +43,7 @@ from oviya.vad import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+ECHO_WORD_SHARE = 0.7  # an overlap whose words are mostly Oviya's own reply is her echo, not the user
 
 
 class AudioFlush:
@@ -222,7 +223,7 @@ class TurnEngine:
             self._set_state("speaking")
         if self.echo is not None:
             self.echo.on_output(pcm, due)
-        self._emit(AudioOut(pcm, self.out_rate))
+        self._emit(AudioOut(pcm, self.out_rate, due))
 
     # --- turn-taking ---------------------------------------------------------------------------------------------
     def _speaking(self) -> bool:
@@ -300,8 +301,14 @@ class TurnEngine:
 
     def _end_overlap(self, ev: Paused, speech_end: float, now: float) -> None:
         """Short speech over Oviya paused: judge it now rather than waiting for the end-of-turn policy, so a
-        backchannel holds her up only for one pause and one short transcription."""
+        backchannel holds her up only for one pause and one short transcription. While echo is being cancelled,
+        a short overlap is more likely residual echo than speech: below ``barge_in.echo_min_ms`` of voice she
+        resumes without asking STT."""
+        voiced = self.listener.voiced_s
         self.listener.discard()
+        if self.echo is not None and self.echo.echo_present and voiced < self.settings.barge_in.echo_min_ms / 1000:
+            self._resume_reply()
+            return
         rec = TurnRecord(self._turn_id, "voice", speech_end=speech_end, eot=now, end_reason="overlap")
         self._overlap = False
         self._judging = asyncio.create_task(self._judge_overlap(_Reply(rec, audio=ev.audio)))
@@ -313,13 +320,22 @@ class TurnEngine:
         finally:
             self._judging = None
         words = _WORD.findall(result.text.lower())
-        if not words or all(w in self._backchannels for w in words) or " ".join(words) in self._backchannels:
+        if not words or all(w in self._backchannels for w in words) or " ".join(words) in self._backchannels \
+                or self._is_own_echo(words):
             if self._reply is not None and words:
                 self._reply.record.backchannels.append(result.text)
             self._resume_reply()
         else:
             self._barge_in(self.clock.now())
             self._start_reply(reply)
+
+    def _is_own_echo(self, words: list[str]) -> bool:
+        """Oviya's own words coming back through the microphone (echo the canceller has not learnt yet): most of
+        what was heard is in the reply she is speaking."""
+        if self._reply is None:
+            return False
+        said = set(_WORD.findall(" ".join(self._reply.clauses).lower()))
+        return sum(w in said for w in words) >= ECHO_WORD_SHARE * len(words)
 
     def _pause_reply(self, onset: float) -> None:
         """Silence Oviya at a possible user onset (within one VAD chunk); the audio stays queued."""

@@ -17,10 +17,12 @@ Outcome = Literal["answered", "interrupted", "continued", "no_speech", "failed"]
 
 @dataclass
 class AudioOut:
-    """One output frame: ``pcm`` ``np.ndarray[int16]`` shape (n,), mono, at ``sample_rate`` Hz."""
+    """One output frame: ``pcm`` ``np.ndarray[int16]`` shape (n,), mono, at ``sample_rate`` Hz, released
+    ``audio.output_lead_ms`` before ``due``: the engine-clock time (s) its first sample should sound."""
 
     pcm: np.ndarray
     sample_rate: int
+    due: float = 0.0
 
 
 @dataclass

@@ -122,7 +122,8 @@ def test_barge_in_stops_the_reply_and_keeps_only_played_words(components, settin
                 assert ev is not None
                 first_audio_seen = isinstance(ev, AudioOut)
             await asyncio.sleep(0.5)
-            await play(engine, audio[: int(1.5 * 16000)])  # the user talks over her
+            talk = trimmed(audio)[: int(1.5 * 16000)]  # the user talks over her for 1.5 s, then stops
+            await play(engine, np.concatenate([talk, np.zeros(16000, np.float32)]))
             events = []
             while not any(isinstance(e, TurnDone) for e in events):
                 ev = await engine.next_event(10)
@@ -136,7 +137,7 @@ def test_barge_in_stops_the_reply_and_keeps_only_played_words(components, settin
     assert first.reply_text and len(first.reply_text) < 400
     final = [e for e in events if isinstance(e, TranscriptEvent) and e.role == "assistant" and e.final]
     assert final and final[-1].interrupted and final[-1].text == first.reply_text
-    assert engine.brain.history[-1] == {"role": "assistant", "content": first.reply_text}
+    assert {"role": "assistant", "content": first.reply_text} in engine.brain.history  # only what was heard
 
 
 def test_a_pause_before_oviya_speaks_does_not_split_the_users_turn(components, settings, clip):

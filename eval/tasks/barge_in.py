@@ -25,7 +25,7 @@ from tqdm import tqdm
 from eval.context import Context
 from eval.data import speech_span
 from eval.stats import percentile
-from oviya.audio import StreamResampler, to_float32
+from oviya.audio import resample, to_float32
 from oviya.engine import AudioFlush, TurnEngine
 from oviya.events import AudioOut, TurnDone
 
@@ -33,19 +33,44 @@ PROMPT = "Please tell me a long story about a lighthouse keeper who befriends a 
 FRAME_S = 0.02
 LEAD_IN_S = 0.6  # Oviya has been talking this long when the interference starts
 TAIL_S = 2.0  # listening after the interference, for the engine's decision
-ECHO_DELAY_S = 0.25  # release → back at the microphone: jitter buffer + playout + acoustic path
+ECHO_DELAY_S = 0.15  # due time → back at the microphone: client jitter buffer, device and acoustic path
 ECHO_GAIN_DB = -6.0  # a loud loudspeaker next to the microphone
 ECHO_S = 3.0
 NOISE_PIECE_S = 2.0
 STAYS_SILENT_S = 0.5
 
 
+class EchoPath:
+    """Oviya's playback as it would come back into a microphone: each frame placed on a 16 kHz timeline at its due
+    time, read back ``ECHO_DELAY_S`` later with sample accuracy."""
+
+    def __init__(self, output_rate: int) -> None:
+        self.output_rate = output_rate
+        self._frames: list[tuple[float, np.ndarray]] = []  # (due, 16 kHz float32)
+
+    def add(self, due: float, pcm: np.ndarray) -> None:
+        self._frames.append((due, resample(to_float32(pcm), self.output_rate, 16000)))
+
+    def drop_after(self, t: float) -> None:
+        self._frames = [(d, x) for d, x in self._frames if d <= t]
+
+    def take(self, t0: float, n: int) -> np.ndarray:
+        """The playback that sounded during [t0, t0 + n / 16 kHz)."""
+        out = np.zeros(n, np.float32)
+        for due, x in self._frames:
+            off = int(round((due - t0) * 16000))
+            lo, hi = max(0, off), min(n, off + len(x))
+            if lo < hi:
+                out[lo:hi] += x[lo - off : hi - off]
+        self._frames = [(d, x) for d, x in self._frames if d + len(x) / 16000 > t0 - 1.0]
+        return out
+
+
 async def trial(ctx: Context, interferer: np.ndarray, onset_s: float | None, echo: bool) -> dict:
     """One trial; returns stop time, interruption and pause figures (ms)."""
     n = int(16000 * FRAME_S)
     gain = 10 ** (ECHO_GAIN_DB / 20)
-    to16k = StreamResampler(ctx.settings.audio.output_sample_rate, 16000)
-    out: list[tuple[float, np.ndarray]] = []  # (release time, 16 kHz audio) of Oviya's frames
+    path = EchoPath(ctx.settings.audio.output_sample_rate)
     res = {"interrupted": False, "stop_ms": None, "pauses": [], "valid": True}
     timeline: list[tuple[float, bool]] = []  # (time, True for an audio frame / False for a flush) after lead-in
     async with TurnEngine(ctx.components(), ctx.settings) as engine:
@@ -69,18 +94,14 @@ async def trial(ctx: Context, interferer: np.ndarray, onset_s: float | None, ech
                 if onset_s is not None and t_onset is None and i / 16000 + FRAME_S > onset_s:
                     t_onset = now - (i / 16000 + FRAME_S - onset_s)
             if echo:
-                lo, hi = now - ECHO_DELAY_S - FRAME_S, now - ECHO_DELAY_S
-                back = [pcm for t, pcm in out if lo <= t < hi]
-                if back:
-                    e = np.concatenate(back)[:n]
-                    frame[: len(e)] += gain * e
+                frame += gain * path.take(now - FRAME_S - ECHO_DELAY_S, n)
             engine.push_audio(np.clip(frame, -1, 1), 16000)
             k += 1
             await asyncio.sleep(max(0.0, start + k * FRAME_S - loop.time()))
             while (ev := await engine.next_event(0)) is not None:
                 t = engine.clock.now()
                 if isinstance(ev, AudioOut):
-                    out.append((t, to16k.process(to_float32(ev.pcm))))
+                    path.add(ev.due, ev.pcm)
                     if t_start is None:
                         t_start = t + LEAD_IN_S
                     if paused_at is not None:
@@ -91,9 +112,7 @@ async def trial(ctx: Context, interferer: np.ndarray, onset_s: float | None, ech
                 if isinstance(ev, AudioOut):
                     pass
                 elif isinstance(ev, AudioFlush):
-                    # frames not yet due are dropped downstream too: they never sound, so never echo
-                    lead = ctx.settings.audio.output_lead_ms / 1000
-                    out = [(r, pcm) for r, pcm in out if r <= t - lead]
+                    path.drop_after(t)  # frames not yet due are dropped downstream too: they never sound
                     if t_start is None or t < t_start:
                         continue
                     paused_at = paused_at or t

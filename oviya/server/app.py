@@ -1,5 +1,5 @@
 """The FastAPI server: Gradio page at ``/``, FastRTC ``POST /webrtc/offer`` and ``WS /websocket/offer`` for API
-clients, ``POST /api/text`` for typed turns into a live call, ``GET /health``."""
+clients, ``POST /api/text`` for typed turns into a live call, ``GET /health``, ``GET /metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import argparse
 import logging
 
 import gradio as gr
-from fastapi import FastAPI, HTTPException, WebSocket
+from fastapi import FastAPI, HTTPException, Response, WebSocket
+from prometheus_client import CONTENT_TYPE_LATEST
 from fastrtc import Stream
 from pydantic import BaseModel, Field
 
 from oviya.components import Components, load_components
 from oviya.config import Settings, load_settings
+from oviya.metrics import Metrics
 from oviya.server.handler import OviyaHandler, SessionRegistry
 from oviya.server.ice import restrict_ice_hosts, rtc_configuration
 from oviya.server.ui import build_ui
@@ -35,7 +37,8 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
         restrict_ice_hosts(hosts)
     rtc = rtc_configuration(hosts)
     sessions = SessionRegistry()
-    handler = OviyaHandler(components, settings, sessions)
+    metrics = Metrics()
+    handler = OviyaHandler(components, settings, sessions, metrics)
     stream = Stream(
         handler, modality="audio", mode="send-receive", rtc_configuration=rtc, server_rtc_configuration=rtc,
         concurrency_limit=settings.server.concurrency_limit, time_limit=settings.server.time_limit_s, verbose=False,
@@ -54,6 +57,10 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
     async def health() -> dict:
         return {"status": "ok", "profile": settings.profile, "sessions": len(sessions),
                 "llm": components.llm.name, "persona": components.persona.name}
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.export(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/api/text")
     async def text_turn(turn: TextTurn) -> dict:

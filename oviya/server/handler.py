@@ -21,6 +21,7 @@ from oviya.components import Components
 from oviya.config import Settings
 from oviya.engine import AudioFlush, TurnEngine
 from oviya.events import AudioOut, ErrorEvent, Event, StatusEvent, TranscriptEvent, TurnDone
+from oviya.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,16 @@ class OviyaHandler(AsyncStreamHandler):
         components: shared models.
         settings: all tunables.
         sessions: registry shared by all copies.
+        metrics: Prometheus collectors shared by all copies.
     """
 
-    def __init__(self, components: Components, settings: Settings, sessions: SessionRegistry) -> None:
+    def __init__(self, components: Components, settings: Settings, sessions: SessionRegistry, metrics: Metrics) -> None:
         super().__init__(expected_layout="mono", output_sample_rate=settings.audio.output_sample_rate,
                          input_sample_rate=settings.audio.vad_sample_rate)
         self.components = components
         self.settings = settings
         self.sessions = sessions
+        self.metrics = metrics
         self.engine = TurnEngine(components, settings)
         self.session_id: str | None = None
         self.chat: list[dict[str, str]] = []  # Gradio "messages" transcript
@@ -83,12 +86,13 @@ class OviyaHandler(AsyncStreamHandler):
         self.last_timings: dict[str, Any] = {}
 
     def copy(self) -> "OviyaHandler":
-        return OviyaHandler(self.components, self.settings, self.sessions)
+        return OviyaHandler(self.components, self.settings, self.sessions, self.metrics)
 
     async def start_up(self) -> None:
         await self.engine.start()
         self.session_id = get_current_context().webrtc_id
         self.sessions.add(self.session_id, self)
+        self.metrics.sessions.set(len(self.sessions))
         log.info("session %s started", self.session_id)
 
     async def receive(self, frame: tuple[int, np.ndarray]) -> None:
@@ -107,6 +111,8 @@ class OviyaHandler(AsyncStreamHandler):
         if isinstance(event, AudioFlush):
             self.clear_queue()
             return None
+        if isinstance(event, TurnDone):
+            self.metrics.observe(event.record)
         message = event_message(event)
         if message is not None:
             self._send(message)
@@ -121,6 +127,7 @@ class OviyaHandler(AsyncStreamHandler):
     async def shutdown(self) -> None:
         if self.session_id is not None:
             self.sessions.remove(self.session_id, self)
+            self.metrics.sessions.set(len(self.sessions))
         await self.engine.aclose()
         log.info("session %s ended after %d turns", self.session_id, len(self.engine.records))
 
