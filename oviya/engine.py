@@ -42,7 +42,7 @@ from oviya.stt import Transcript
 from oviya.vad import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
-_WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 ECHO_WORD_SHARE = 0.7  # an overlap whose words are mostly Oviya's own reply is her echo, not the user
 
 
