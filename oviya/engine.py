@@ -407,7 +407,10 @@ class TurnEngine:
         if lst.voiced_s - self._partial_at < interval / 1000:
             return
         self._partial_at = lst.voiced_s
-        turn_id, task = self._turn_id, self._transcribe_task(lst.audio_so_far())
+        audio = lst.audio_so_far()
+        if self._carry is not None:  # the user is continuing a turn: the partial covers all of it
+            audio = np.concatenate([self._carry.audio, audio])
+        turn_id, task = self._turn_id, self._transcribe_task(audio)
 
         def done(t: asyncio.Task) -> None:
             if not t.cancelled() and t.exception() is None and self.listener.in_turn and self._turn_id == turn_id:
