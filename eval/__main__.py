@@ -19,7 +19,7 @@ from eval.context import Context
 from eval.data import load_manifest
 from oviya.config import PROJECT_ROOT, load_settings
 
-TASKS = ["turn", "latency", "barge_in", "webrtc"]
+TASKS = ["vad", "turn", "stt", "latency", "barge_in", "webrtc"]
 
 
 def _meta(profile: str, data: Path) -> dict:
@@ -32,12 +32,22 @@ def _meta(profile: str, data: Path) -> dict:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-def _report(summary: dict) -> str:
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _report(summary: dict, out: Path) -> str:
     lines = ["# Oviya eval report", ""]
     for section, values in summary.items():
         lines += [f"## {section}", "", "| key | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in values.items()]
-        lines.append("")
+        lines += [f"| {k} | {v} |" for k, v in _flatten(values).items()]
+        lines += [""] + [f"![{p.stem}]({p.name})" for p in sorted(out.glob(f"{section}*.png"))] + [""]
     return "\n".join(lines)
 
 
@@ -62,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         summary[task] = importlib.import_module(f"eval.tasks.{task}").run(ctx)
     summary["meta"] = _meta(settings.profile, ctx.data)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (args.out / "report.md").write_text(_report(summary))
+    (args.out / "report.md").write_text(_report(summary, args.out))
     print(json.dumps(summary, indent=2))
     return 0
 

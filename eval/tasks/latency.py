@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from eval.context import Context
 from eval.data import speech_span
+from eval.plots import cdf, figure
 from eval.stats import percentile
 from eval.tasks.turn import CUTOFF_TOLERANCE_S
 from oviya.clock import FastForwardClock
@@ -76,6 +77,12 @@ def run(ctx: Context) -> dict:
         rows.append(row)
     ctx.write_rows("latency", rows)
     answered = [r for r in rows if r["v2v_ms"] is not None]
+    with figure(ctx.out / "latency_cdf.png", "Voice-to-voice latency and its stages (CDF)") as ax:
+        for key in ("v2v_ms", "true_eot_delay_ms", *STAGES):
+            cdf(ax, [r[key] for r in answered], key)
+        ax.set_xlabel("ms")
+        ax.set_ylabel("share of turns")
+        ax.legend(fontsize=8)
     summary = {
         "n": len(rows), "answered": len(answered),
         "v2v_ms_p50": percentile([r["v2v_ms"] for r in answered], 50),
