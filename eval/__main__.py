@@ -19,7 +19,7 @@ from eval.context import Context
 from eval.data import load_manifest
 from oviya.config import PROJECT_ROOT, load_settings
 
-TASKS = ["vad", "turn", "stt", "latency", "barge_in", "webrtc"]
+TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "safety", "persona", "webrtc"]
 
 
 def _meta(profile: str, data: Path) -> dict:

@@ -45,6 +45,17 @@ class Context:
         """How many items a task should take."""
         return quick if self.quick else default
 
+    def text_file(self, name: str) -> Path | None:
+        """``<data>/<name>`` (e.g. ``safety.jsonl``), else the project's copy in ``eval.text_data_dir``, else None."""
+        for d in (self.data, self.settings.eval.text_data_dir):
+            if (d / name).is_file():
+                return d / name
+        return None
+
+    def read_jsonl(self, path: Path) -> list[dict]:
+        """Rows of a JSON-lines file (blank lines skipped)."""
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
     def write_rows(self, task: str, rows: list[dict]) -> Path:
         """Per-item results as ``<out>/<task>.jsonl``."""
         path = self.out / f"{task}.jsonl"

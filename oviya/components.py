@@ -12,9 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from oviya import assets
+from oviya.brain.emotion import EmotionDetector, load_emotion_config
 from oviya.brain.persona import Persona, load_persona
-from oviya.config import Settings
+from oviya.brain.safety import SafetyRouter, load_rules
+from oviya.config import CONFIG_DIR, Settings
 from oviya.llm import ChatModel
+from oviya.llm.fallback import FallbackChat
 from oviya.smart_turn import SmartTurnModel
 from oviya.stt import Transcriber, WhisperTranscriber
 from oviya.tts import Synthesizer
@@ -26,7 +29,7 @@ log = logging.getLogger(__name__)
 def _llama_cpp(s: Settings) -> ChatModel:
     from oviya.llm.llama_cpp import LlamaCppChat
 
-    return LlamaCppChat(s.llm.llama_cpp)
+    return LlamaCppChat(s.llm.llama_cpp, s.cache_dir)
 
 
 def _ollama(s: Settings) -> ChatModel:
@@ -35,13 +38,21 @@ def _ollama(s: Settings) -> ChatModel:
     return OllamaChat(s.llm.ollama)
 
 
+def _openai(s: Settings) -> ChatModel:
+    from oviya.llm.openai_compat import OpenAICompatChat
+
+    return OpenAICompatChat(s.llm.openai)
+
+
 def _piper(s: Settings) -> Synthesizer:
     from oviya.tts.piper import PiperTTS
 
     return PiperTTS(s.tts.piper)
 
 
-LLM_BACKENDS: dict[str, Callable[[Settings], ChatModel]] = {"llama_cpp": _llama_cpp, "ollama": _ollama}
+LLM_BACKENDS: dict[str, Callable[[Settings], ChatModel]] = {
+    "llama_cpp": _llama_cpp, "ollama": _ollama, "openai": _openai,
+}
 TTS_BACKENDS: dict[str, Callable[[Settings], Synthesizer]] = {"piper": _piper}
 STT_BACKENDS: dict[str, Callable[[Settings], Transcriber]] = {
     "faster_whisper": lambda s: WhisperTranscriber(s.stt, s.cache_dir),
@@ -54,10 +65,19 @@ class Components:
 
     vad: SileroModel
     stt: Transcriber
-    llm: ChatModel
+    llm: FallbackChat
     tts: Synthesizer
-    persona: Persona
+    persona: Persona  # the default persona; each session may switch its own
+    safety: SafetyRouter
+    emotion: EmotionDetector
     smart_turn: SmartTurnModel | None  # loaded when turn.mode is smart_turn
+
+
+def build_llm(settings: Settings) -> FallbackChat:
+    """The configured chain of chat models (``llm.chain``), wrapped in a :class:`FallbackChat`."""
+    s = settings.llm
+    return FallbackChat([LLM_BACKENDS[name](settings) for name in s.chain], s.first_token_timeout_s,
+                        s.stall_timeout_s, s.retry_after_s)
 
 
 def load_components(settings: Settings) -> Components:
@@ -71,9 +91,11 @@ def load_components(settings: Settings) -> Components:
     comps = Components(
         vad=SileroModel(assets.SILERO_VAD_ONNX.locate(), settings.vad.onnx_threads),
         stt=STT_BACKENDS[settings.stt.backend](settings),
-        llm=LLM_BACKENDS[settings.llm.backend](settings),
+        llm=build_llm(settings),
         tts=TTS_BACKENDS[settings.tts.backend](settings),
         persona=load_persona(settings.brain.persona),
+        safety=SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety)),
+        emotion=EmotionDetector(load_emotion_config(CONFIG_DIR / settings.brain.emotion)),
         smart_turn=SmartTurnModel(settings.turn.smart_turn.onnx_threads) if settings.turn.mode == "smart_turn" else None,
     )
     comps.llm.warmup([{"role": "system", "content": comps.persona.system_message()}])

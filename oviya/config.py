@@ -102,19 +102,34 @@ class OllamaSettings(_Section):
     host: str
     model: str
     timeout_s: float
+    retries: int = Field(ge=0, description="connection errors before the first token are retried this often")
+    backoff_s: float = Field(ge=0, description="first retry delay (s), doubling")
+
+
+class OpenAISettings(_Section):
+    base_url: str
+    model: str
+    api_key_env: str = Field(description="environment variable holding the API key")
+    timeout_s: float
 
 
 class LLMSettings(_Section):
-    backend: Literal["llama_cpp", "ollama"]
+    chain: list[Literal["llama_cpp", "ollama", "openai"]] = Field(min_length=1, description="fallback order")
+    first_token_timeout_s: float = Field(gt=0)
+    stall_timeout_s: float = Field(gt=0)
+    retry_after_s: float = Field(ge=0)
     max_tokens: int = Field(gt=0)
     temperature: float = Field(ge=0)
     top_p: float = Field(gt=0, le=1)
     llama_cpp: LlamaCppSettings
     ollama: OllamaSettings
+    openai: OpenAISettings
 
 
 class BrainSettings(_Section):
     persona: str
+    safety: str = Field(description="rules file in config/")
+    emotion: str = Field(description="emotion labels file in config/")
     history_turns: int = Field(ge=0, description="past user+assistant exchanges sent to the LLM")
     clause_min_words: int = Field(ge=1, description="a comma ends a TTS clause only after this many words")
     first_clause_min_words: int = Field(ge=1, description="the same for a reply's first clause")
@@ -153,8 +168,9 @@ class ServerSettings(_Section):
 
 class EvalSettings(_Section):
     data_dir: Path = Field(description="manifest dir; relative to the project root")
+    text_data_dir: Path = Field(description="safety.jsonl / prompts.jsonl used when the data dir has none")
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "text_data_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v if v.is_absolute() else (PROJECT_ROOT / v).resolve()

@@ -36,7 +36,7 @@ from oviya.events import (
 from oviya.listener import (
     CandidateDropped, EndOfTurn, Listener, Paused, Resumed, SpeechCandidate, TurnStarted,
 )
-from oviya.llm import GenerationParams
+from oviya.llm import GenerationParams, LLMError
 from oviya.player import AudioPlayer
 from oviya.stt import Transcript
 from oviya.vad import SAMPLE_RATE
@@ -96,8 +96,8 @@ class TurnEngine:
         self.settings = settings
         self.clock = clock or RealClock()
         llm = settings.llm
-        self.brain = Brain(components.llm, components.persona, settings.brain,
-                           GenerationParams(llm.max_tokens, llm.temperature, llm.top_p))
+        self.brain = Brain(components.llm, components.persona, components.safety, components.emotion,
+                           settings.brain, GenerationParams(llm.max_tokens, llm.temperature, llm.top_p))
         smart = components.smart_turn.probability if components.smart_turn is not None else None
         self.listener = Listener(components.vad, settings, smart)
         self.out_rate = settings.audio.output_sample_rate
@@ -469,7 +469,8 @@ class TurnEngine:
                     log.exception("TTS failed")
                     rec.errors.append(f"tts: {e}")
                     self._emit(ErrorEvent("tts_error", str(e)))
-                self._emit(TranscriptEvent("assistant", " ".join(reply.clauses), rec.turn_id, final=False))
+                self._emit(TranscriptEvent("assistant", " ".join(reply.clauses), rec.turn_id, final=False,
+                                           emotion=rec.emotion))
             if reply.clauses:
                 self._enqueue(reply, to_int16(resampler.process(np.zeros(0, np.float32), last=True)), len(reply.clauses) - 1)
             self.player.finish()
@@ -483,29 +484,50 @@ class TurnEngine:
         self.player.enqueue(pcm, (reply.record.turn_id, tag))
 
     async def _think(self, reply: _Reply, clauses: asyncio.Queue[str | None]) -> None:
-        """LLM → clauses. Always ends the queue with None so the speaker loop finishes."""
+        """Brain → clauses. Always ends the queue with None so the speaker loop finishes."""
         rec = reply.record
+        brain = self.brain
+        plan = brain.plan(rec.user_text)
+        rec.route, rec.user_emotion, rec.emotion = plan.route, plan.user_emotion, plan.emotion
+        rec.safety_category = plan.safety.category if plan.safety else None
         chunker = ClauseChunker(self.settings.brain.clause_min_words, self.settings.brain.first_clause_min_words)
         rec.llm_start = self.clock.now()
         try:
             sentences = 0
-            async with aclosing(self.brain.stream(rec.user_text)) as deltas:
+            async with aclosing(brain.stream(rec.user_text, plan)) as deltas:
                 async for delta in deltas:
                     if rec.llm_first_token is None:
                         rec.llm_first_token = self.clock.now()
                     for clause in chunker.push(delta):
+                        if plan.route == "llm" and (safe := brain.screen(clause)) is not None:
+                            rec.safety_category = "unsafe_output"
+                            self._put_text(safe, clauses)
+                            return  # the rest of the unsafe reply is never generated
                         clauses.put_nowait(clause)
                         sentences += ends_sentence(clause)
-                    if sentences >= self.settings.brain.max_sentences:
+                    if plan.route == "llm" and sentences >= self.settings.brain.max_sentences:
                         return  # spoken replies stay short even when a small model rambles; stops generation
             for clause in chunker.flush():
                 clauses.put_nowait(clause)
+        except LLMError as e:  # every backend in the chain failed: the persona's fallback line
+            log.warning("LLM chain failed: %s", e)
+            rec.errors.append(f"llm: {e}")
+            rec.route = "fallback"
+            self._emit(ErrorEvent("llm_error", str(e)))
+            if not reply.clauses and clauses.empty():
+                self._put_text(brain.persona.fallback_line, clauses)
         except Exception as e:  # noqa: BLE001 - the turn ends with what was said so far
             log.exception("LLM failed")
             rec.errors.append(f"llm: {e}")
             self._emit(ErrorEvent("llm_error", str(e)))
         finally:
+            rec.llm_backend = getattr(brain.llm, "last_used", None) if rec.route == "llm" else None
             clauses.put_nowait(None)
+
+    def _put_text(self, text: str, clauses: asyncio.Queue[str | None]) -> None:
+        chunker = ClauseChunker(self.settings.brain.clause_min_words, self.settings.brain.first_clause_min_words)
+        for clause in [*chunker.push(text), *chunker.flush()]:
+            clauses.put_nowait(clause)
 
     def _finish(self, reply: _Reply) -> None:
         """Commit what was said, publish the record, go back to listening. Runs on success, error and barge-in."""
@@ -519,7 +541,7 @@ class TurnEngine:
             self._emit(TranscriptEvent("user", rec.user_text, rec.turn_id))
             if reply.clauses:
                 self._emit(TranscriptEvent("assistant", rec.reply_text, rec.turn_id,
-                                           interrupted=rec.outcome == "interrupted"))
+                                           interrupted=rec.outcome == "interrupted", emotion=rec.emotion))
         self.records.append(rec)
         self._emit(TurnDone(rec))
         if self._reply is reply:

@@ -30,13 +30,14 @@ class TranscriptEvent:
     """A line of the conversation. ``final`` is False for text that may still change: the user's words before the
     turn is settled (a user who goes on after a pause gets one merged line with the same ``turn_id``) and the
     assistant's reply growing clause by clause. ``interrupted`` marks a reply cut short by barge-in (``text`` is
-    then what was played)."""
+    then what was played). ``emotion`` is the emotion label of an assistant line."""
 
     role: Literal["user", "assistant"]
     text: str
     turn_id: int
     final: bool = True
     interrupted: bool = False
+    emotion: str | None = None
 
 
 @dataclass
@@ -79,6 +80,12 @@ class TurnRecord:
         barge_in_onset, barge_in_stop: for a reply the user talked over, the onset of their speech and the moment
             Oviya's output was silenced.
         backchannels: what the user said over this reply without interrupting it.
+        route: how the reply was made: llm, safety (the persona's safe reply, no LLM call) or fallback (every LLM
+            backend failed: the persona's fallback line).
+        llm_backend: the chain member that answered (``llm`` route).
+        safety_category: the safety rule behind a safety route, or ``unsafe_output`` when the LLM's reply was
+            replaced mid-way.
+        user_emotion, emotion: the user's emotion from their words, and the emotion Oviya answered with.
     """
 
     turn_id: int
@@ -101,6 +108,11 @@ class TurnRecord:
     barge_in_onset: float | None = None
     barge_in_stop: float | None = None
     backchannels: list[str] = field(default_factory=list)
+    route: Literal["llm", "safety", "fallback"] | None = None
+    llm_backend: str | None = None
+    safety_category: str | None = None
+    user_emotion: str | None = None
+    emotion: str | None = None
     errors: list[str] = field(default_factory=list)
 
     @property

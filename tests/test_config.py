@@ -7,7 +7,7 @@ from oviya.config import load_settings
 
 def test_cpu_profile_is_the_default():
     s = load_settings()
-    assert s.profile == "cpu" and s.stt.model == "tiny.en" and s.llm.backend == "llama_cpp"
+    assert s.profile == "cpu" and s.stt.model == "tiny.en" and s.llm.chain == ["llama_cpp"]
 
 
 def test_environment_overrides_yaml(monkeypatch):
@@ -20,7 +20,7 @@ def test_environment_overrides_yaml(monkeypatch):
 
 def test_gpu_profile_overrides_backends():
     s = load_settings("gpu")
-    assert s.llm.backend == "ollama" and s.stt.device == "cuda"
+    assert s.llm.chain == ["ollama", "llama_cpp"] and s.stt.device == "cuda"
 
 
 def test_unknown_profile_names_the_known_ones():

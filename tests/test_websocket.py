@@ -82,3 +82,39 @@ def test_a_second_client_is_served_a_spoken_reply(app_server, clip):
     assert any(e["event"] == "turn" and e["v2v_ms"] for e in events), events
     reply = np.frombuffer(b"".join(audioop.ulaw2lin(base64.b64decode(m["media"]["payload"]), 2) for m in media), np.int16)
     assert len(reply) >= 24000 * 0.5 and np.abs(reply).max() > 1000  # at least 0.5 s of audible 24 kHz reply
+
+
+def test_persona_switch_over_the_http_api_reaches_the_live_session(app_server):
+    import httpx
+
+    sid = uuid.uuid4().hex
+
+    async def run() -> list[dict]:
+        async with websockets.connect(ws_url(app_server)) as ws, httpx.AsyncClient(base_url=app_server) as http:
+            await ws.send(json.dumps({"event": "start", "websocket_id": sid}))
+            assert "sunny" in (await http.get("/api/personas")).json()["personas"]
+            for _ in range(50):  # the session registers on its first frames
+                await ws.send(json.dumps({"event": "media", "media": {"payload": base64.b64encode(bytes(320)).decode()}}))
+                r = await http.post("/api/persona", json={"session_id": sid, "persona": "sunny"})
+                if r.status_code != 404:
+                    break
+                await asyncio.sleep(0.1)
+            assert r.status_code == 200, r.text
+            bad = await http.post("/api/persona", json={"session_id": sid, "persona": "../../etc/passwd"})
+            assert bad.status_code == 422 and "known" in bad.json()["detail"]
+            r = await http.post("/api/text", json={"session_id": sid, "text": "Hello, who are you?"})
+            assert r.status_code == 200
+            events = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if msg.get("type") == "oviya":
+                    events.append(msg["data"])
+                    if msg["data"]["event"] == "turn":
+                        break
+            return events
+
+    events = asyncio.run(run())
+    assert {"event": "persona", "name": "sunny", "display_name": "Sunny"} in events
+    turn = next(e for e in events if e["event"] == "turn")
+    assert turn["route"] == "llm" and turn["emotion"] == "joyful" and turn["reply_text"]  # Sunny's default emotion

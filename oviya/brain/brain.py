@@ -1,12 +1,33 @@
-"""The thinking step: persona prompt + conversation history → a streamed LLM reply."""
+"""The thinking step: safety routing, emotion labels, then persona prompt + history → a streamed reply."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
 
+from oviya.brain.emotion import EmotionDetector
 from oviya.brain.persona import Persona
+from oviya.brain.safety import SafetyRouter, Verdict
 from oviya.config import BrainSettings
 from oviya.llm import ChatModel, GenerationParams, Message
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a user turn will be answered, decided in microseconds before any model runs.
+
+    Attributes:
+        route: ``llm`` (the chat model answers) or ``safety`` (the persona's safe reply, no LLM call).
+        user_emotion: the user's emotion from their words (an ``emotion.yaml`` user label).
+        emotion: the emotion Oviya answers with (a reply label; drives the voice style).
+        safety: the safety match behind ``route == "safety"``.
+    """
+
+    route: Literal["llm", "safety"]
+    user_emotion: str
+    emotion: str
+    safety: Verdict | None = None
 
 
 class Brain:
@@ -16,18 +37,38 @@ class Brain:
     barge-in, just the part that was played).
 
     Args:
-        llm: the chat model.
-        persona: who Oviya is.
+        llm: the chat model (usually a :class:`~oviya.llm.fallback.FallbackChat`).
+        persona: who Oviya is; :meth:`set_persona` switches it mid-session.
+        safety: the crisis / harmful-request router.
+        emotion: the text emotion detector.
         settings: ``brain`` section (history length, input limit).
         params: sampling settings.
     """
 
-    def __init__(self, llm: ChatModel, persona: Persona, settings: BrainSettings, params: GenerationParams) -> None:
+    def __init__(self, llm: ChatModel, persona: Persona, safety: SafetyRouter, emotion: EmotionDetector,
+                 settings: BrainSettings, params: GenerationParams) -> None:
         self.llm = llm
         self.persona = persona
+        self.persona_file = settings.persona
+        self.safety = safety
+        self.emotion = emotion
         self.settings = settings
         self.params = params
         self.history: list[Message] = []
+
+    def set_persona(self, persona: Persona, file: str) -> None:
+        """Switch persona (loaded from ``config/personas/<file>.yaml``); the history stays, the next reply uses the
+        new system prompt."""
+        self.persona = persona
+        self.persona_file = file
+
+    def plan(self, user_text: str) -> Plan:
+        """Safety route and emotion labels for ``user_text`` (no model call)."""
+        user_emotion = self.emotion.of_user(user_text)
+        verdict = self.safety.check_input(user_text)
+        if verdict is not None:
+            return Plan("safety", user_emotion, self.emotion.for_safety(verdict.crisis), verdict)
+        return Plan("llm", user_emotion, self.emotion.reply_for(user_emotion, self.persona.default_emotion))
 
     def messages_for(self, user_text: str) -> list[Message]:
         """System prompt, the last ``history_turns`` exchanges, then the new user message."""
@@ -38,12 +79,27 @@ class Brain:
             Message(role="user", content=user_text),
         ]
 
-    def stream(self, user_text: str) -> AsyncIterator[str]:
-        """Stream the reply's text deltas. Raises :class:`oviya.llm.LLMError` from the backend."""
+    def stream(self, user_text: str, plan: Plan) -> AsyncIterator[str]:
+        """Stream the reply's text deltas: the safe reply for a safety route, else the LLM's.
+
+        Raises:
+            oviya.llm.LLMError: every LLM backend failed (speak :attr:`Persona.fallback_line`).
+        """
+        if plan.safety is not None:
+            return _once(self.persona.safety_replies[plan.safety.category])
         return self.llm.stream(self.messages_for(user_text), self.params)
+
+    def screen(self, clause: str) -> str | None:
+        """The replacement for an unsafe clause of LLM output (the rest of the reply is dropped), else None."""
+        verdict = self.safety.check_output(clause)
+        return None if verdict is None else self.persona.safety_replies[verdict.category]
 
     def commit(self, user_text: str, assistant_text: str) -> None:
         """Record a finished exchange (``assistant_text`` = what was spoken, possibly cut short)."""
         self.history.append(Message(role="user", content=user_text))
         if assistant_text:
             self.history.append(Message(role="assistant", content=assistant_text))
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text

@@ -1,4 +1,4 @@
-"""Cutting streamed LLM text into clauses for TTS, and cleaning it for speech.
+"""Cutting streamed LLM text into clauses for TTS (each cleaned for speech by :mod:`oviya.brain.speech`).
 
 The first audio should not wait for a whole sentence: a clause ends at a sentence end (. ! ? …), a line break, or
 a comma/semicolon/colon/dash once it holds ``min_words`` words (short enough to synthesise fast, long enough for
@@ -9,28 +9,11 @@ from __future__ import annotations
 
 import re
 
+from oviya.brain.speech import clean_for_speech
+
 _ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "vs.", "etc.", "e.g.", "i.e.", "a.m.", "p.m."}
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|\n+")
 _CLAUSE_END = re.compile(r"[,;:]+(?=\s)|\s[–—-]\s")
-
-# Markdown and symbols a TTS voice would read out literally.
-_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_MD_MARKS = re.compile(r"\*\*|__|[*`#>]")
-_LIST_ITEM = re.compile(r"^\s*(?:[-+•]|\d+[.)])\s+", re.MULTILINE)
-_EMOJI = re.compile(
-    "[\U0001f000-\U0001faff\U00002600-\U000027bf\U0001f900-\U0001f9ff\U00002b00-\U00002bff\ufe0f\u200d]+"
-)
-_SPACES = re.compile(r"\s+")
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:])")
-
-
-def clean_for_speech(text: str) -> str:
-    """Strip markdown, bullets and emoji, and collapse whitespace, so the TTS reads only words."""
-    text = _MD_LINK.sub(r"\1", text)
-    text = _LIST_ITEM.sub(" ", text)
-    text = _MD_MARKS.sub("", text)
-    text = _EMOJI.sub(" ", text)
-    return _SPACE_BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", text)).strip()
 
 
 def ends_sentence(clause: str) -> bool:

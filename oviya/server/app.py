@@ -1,10 +1,12 @@
 """The FastAPI server: Gradio page at ``/``, FastRTC ``POST /webrtc/offer`` and ``WS /websocket/offer`` for API
-clients, ``POST /api/text`` for typed turns into a live call, ``GET /health``, ``GET /metrics`` (Prometheus)."""
+clients, ``POST /api/text`` for typed turns into a live call, ``GET /api/personas`` and ``POST /api/persona`` to switch
+a live call's persona, ``GET /health``, ``GET /metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 
 import gradio as gr
 from fastapi import FastAPI, HTTPException, Response, WebSocket
@@ -12,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from fastrtc import Stream
 from pydantic import BaseModel, Field
 
+from oviya.brain.persona import list_personas
 from oviya.components import Components, load_components
 from oviya.config import Settings, load_settings
 from oviya.metrics import Metrics
@@ -28,6 +31,13 @@ class TextTurn(BaseModel):
 
     session_id: str = Field(min_length=1, max_length=128)
     text: str = Field(min_length=1)
+
+
+class PersonaSwitch(BaseModel):
+    """Body of ``POST /api/persona``: switch the live call ``session_id`` to ``config/personas/<persona>.yaml``."""
+
+    session_id: str = Field(min_length=1, max_length=128)
+    persona: str = Field(min_length=1, max_length=64)
 
 
 def build_app(settings: Settings, components: Components) -> FastAPI:
@@ -62,16 +72,29 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(metrics.export(), media_type=CONTENT_TYPE_LATEST)
 
+    def on_live_session(session_id: str, action: Callable[[OviyaHandler], None]) -> None:
+        """Apply ``action`` to a live call: 404 when there is none, 422 when the action rejects its input."""
+        live = sessions.get(session_id)
+        if live is None:
+            raise HTTPException(404, f"no live session {session_id!r}")
+        try:
+            action(live)
+        except (ValueError, FileNotFoundError) as e:
+            raise HTTPException(422, str(e)) from e
+
     @app.post("/api/text")
     async def text_turn(turn: TextTurn) -> dict:
-        live = sessions.get(turn.session_id)
-        if live is None:
-            raise HTTPException(404, f"no live session {turn.session_id!r}")
-        try:
-            live.push_text(turn.text)
-        except ValueError as e:
-            raise HTTPException(422, str(e)) from e
+        on_live_session(turn.session_id, lambda live: live.push_text(turn.text))
         return {"status": "accepted"}
+
+    @app.get("/api/personas")
+    async def personas() -> dict:
+        return {"personas": list_personas(), "default": settings.brain.persona}
+
+    @app.post("/api/persona")
+    async def switch_persona(body: PersonaSwitch) -> dict:
+        on_live_session(body.session_id, lambda live: live.set_persona(body.persona))
+        return {"status": "ok", "persona": body.persona}
 
     ui = build_ui(handler, sessions, components, settings, rtc)
     return gr.mount_gradio_app(app, ui, path="/")

@@ -17,6 +17,7 @@ import numpy as np
 from fastrtc import AdditionalOutputs, AsyncStreamHandler, get_current_context
 
 from oviya.audio import AudioFormatError
+from oviya.brain.persona import load_persona
 from oviya.components import Components
 from oviya.config import Settings
 from oviya.engine import AudioFlush, TurnEngine
@@ -32,7 +33,7 @@ def event_message(event: Event) -> dict[str, Any] | None:
     """The JSON payload sent to API clients for a non-audio event."""
     if isinstance(event, TranscriptEvent):
         return {"event": "transcript", "role": event.role, "text": event.text, "turn_id": event.turn_id,
-                "final": event.final, "interrupted": event.interrupted}
+                "final": event.final, "interrupted": event.interrupted, "emotion": event.emotion}
     if isinstance(event, StatusEvent):
         return {"event": "status", "state": event.state}
     if isinstance(event, TurnDone):
@@ -103,6 +104,7 @@ class OviyaHandler(AsyncStreamHandler):
             self._send({"event": "error", "code": "bad_audio", "message": str(e)})
 
     async def emit(self):  # noqa: ANN201 - FastRTC's EmitType
+        self._follow_ui_inputs()
         event = await self.engine.next_event(EMIT_POLL_S)
         if event is None:
             return None
@@ -123,6 +125,27 @@ class OviyaHandler(AsyncStreamHandler):
     def push_text(self, text: str) -> None:
         """A typed turn for this call. Raises ValueError (empty or too long)."""
         self.engine.push_text(text)
+
+    def set_persona(self, name: str) -> None:
+        """Switch this call's persona (``config/personas/<name>.yaml``) from the next reply on.
+
+        Raises:
+            FileNotFoundError: unknown persona. pydantic.ValidationError: a broken persona file.
+        """
+        if name != self.engine.brain.persona_file:
+            self.engine.brain.set_persona(load_persona(name), name)
+            self._send({"event": "persona", "name": name, "display_name": self.engine.brain.persona.name})
+            log.info("session %s: persona %s", self.session_id, name)
+
+    def _follow_ui_inputs(self) -> None:
+        # The Gradio page passes its persona dropdown as the stream's extra input; FastRTC keeps the latest values
+        # in ``latest_args`` ([webrtc value, persona]) and updates them whenever the dropdown changes.
+        args = self.latest_args
+        if isinstance(args, list) and len(args) > 1 and isinstance(args[1], str) and args[1]:
+            try:
+                self.set_persona(args[1])
+            except (FileNotFoundError, ValueError) as e:
+                self._send({"event": "error", "code": "bad_persona", "message": str(e)})
 
     async def shutdown(self) -> None:
         if self.session_id is not None:
@@ -150,6 +173,9 @@ class OviyaHandler(AsyncStreamHandler):
                 self.chat.append(line)
             return True
         if isinstance(event, TurnDone):
-            self.last_timings = {k: v for k, v in event.record.timings().items() if v is not None}
+            rec = event.record
+            self.last_timings = {k: v for k, v in rec.timings().items() if v is not None}
+            self.last_timings |= {k: v for k, v in (("emotion", rec.emotion), ("user_emotion", rec.user_emotion),
+                                                    ("route", rec.route)) if v}
             return True
         return False

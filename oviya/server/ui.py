@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 from fastrtc import WebRTC
 
+from oviya.brain.persona import list_personas, load_persona
 from oviya.clock import FastForwardClock
 from oviya.components import Components
 from oviya.config import Settings
@@ -43,17 +44,20 @@ def build_ui(
             track_constraints=TRACK_CONSTRAINTS, time_limit=settings.server.time_limit_s,
             full_screen=False,  # the full-screen variant floats its button over the page, under other components
         )
+        persona_choice = gr.Dropdown(list_personas(), value=settings.brain.persona, label="Persona",
+                                     info="switches the live call (or the typed chat) from the next reply on")
         with gr.Row():
             with gr.Column(scale=1):
                 chat = gr.Chatbot(type="messages", label="Transcript", height=360)
                 text = gr.Textbox(label="Type to Oviya", placeholder="Say something…",
                                   max_length=settings.brain.max_user_chars)
             with gr.Column(scale=1):
-                timings = gr.JSON(label="Last turn timings (ms)")
+                timings = gr.JSON(label="Last turn: timings (ms), emotion, route")
                 audio = gr.Audio(label="Spoken answer (typed turns outside a call)", autoplay=True, interactive=False)
         engine_state = gr.State(None)  # the call-less conversation of this browser tab
 
-        call.stream(fn=handler, inputs=[call], outputs=[call], time_limit=settings.server.time_limit_s,
+        # The dropdown is the stream's extra input: FastRTC hands its value to the call's handler on every change.
+        call.stream(fn=handler, inputs=[call, persona_choice], outputs=[call], time_limit=settings.server.time_limit_s,
                     concurrency_limit=settings.server.concurrency_limit)
         call.on_additional_outputs(lambda c, t: (c, t), outputs=[chat, timings],
                                    concurrency_limit=settings.server.concurrency_limit)
@@ -71,12 +75,15 @@ def build_ui(
                 gr.Warning(str(e))
             return "", None
 
-        async def speak_offline(message: str | None, history: list, engine: TurnEngine | None):  # noqa: ANN202
+        async def speak_offline(message: str | None, history: list, engine: TurnEngine | None,  # noqa: ANN202
+                                persona_name: str):
             if message is None:
                 return gr.skip(), gr.skip(), gr.skip(), engine
             # Rendered, not played: a fast-forward clock skips real-time pacing, so the clip is ready as soon as it
             # is synthesised (the timings of STT/LLM/TTS stay real).
             engine = engine or TurnEngine(components, settings, clock=FastForwardClock())
+            if persona_name and persona_name != engine.brain.persona_file:
+                engine.brain.set_persona(load_persona(persona_name), persona_name)
             history = list(history or [])
             try:
                 engine.push_text(message)
@@ -93,12 +100,15 @@ def build_ui(
                 elif isinstance(event, ErrorEvent):
                     gr.Warning(event.message)
                 elif isinstance(event, TurnDone):
-                    last = {k: v for k, v in event.record.timings().items() if v is not None}
+                    rec = event.record
+                    last = {k: v for k, v in rec.timings().items() if v is not None}
+                    last |= {"emotion": rec.emotion, "user_emotion": rec.user_emotion, "route": rec.route}
                     break
             await engine.aclose()  # stops its playout task; the next typed turn restarts it
             audio = (engine.out_rate, np.concatenate(pieces)) if pieces else None
             return history, last, audio, engine
 
         text.submit(send_text, inputs=[call, text], outputs=[text, pending]).then(
-            speak_offline, inputs=[pending, chat, engine_state], outputs=[chat, timings, audio, engine_state])
+            speak_offline, inputs=[pending, chat, engine_state, persona_choice],
+            outputs=[chat, timings, audio, engine_state])
     return demo

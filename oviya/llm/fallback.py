@@ -1,0 +1,98 @@
+"""A fallback chain of chat models (after LiveKit Agents' ``FallbackAdapter``).
+
+Each reply tries the backends in order. A backend that raises, or gives no first token within
+``first_token_timeout_s``, is abandoned for this reply and the next one is asked at once; it is then skipped for
+``retry_after_s`` so a dead server does not cost every turn its timeout. Once a backend has produced text, the reply
+stays with it: a later error or a stall longer than ``stall_timeout_s`` ends the reply with what was said so far
+(switching voices mid-sentence would be worse). When every backend fails, :class:`LLMError` is raised and the brain
+speaks the persona's fallback line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from oviya.llm import ChatModel, GenerationParams, LLMError, Message
+
+log = logging.getLogger(__name__)
+
+
+class FallbackChat:
+    """:class:`oviya.llm.ChatModel` over an ordered list of chat models.
+
+    Args:
+        models: tried in this order.
+        first_token_timeout_s: a backend silent this long before its first token is replaced (s).
+        stall_timeout_s: after the first token, a gap this long ends the reply (s).
+        retry_after_s: a failed backend is skipped for this long (s) unless every other one fails too.
+        clock: monotonic seconds (tests may pass their own).
+    """
+
+    def __init__(self, models: list[ChatModel], first_token_timeout_s: float, stall_timeout_s: float,
+                 retry_after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not models:
+            raise ValueError("FallbackChat needs at least one model")
+        self.models = models
+        self.name = " -> ".join(m.name for m in models)
+        self.first_token_timeout_s = first_token_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.retry_after_s = retry_after_s
+        self._clock = clock
+        self._failed_at: dict[int, float] = {}
+        self.last_used: str | None = None  # name of the backend that produced the last reply
+
+    def warmup(self, messages: list[Message]) -> None:
+        for m in self.models:
+            m.warmup(messages)
+
+    def _order(self) -> list[int]:
+        now = self._clock()
+        healthy = [i for i in range(len(self.models)) if now - self._failed_at.get(i, -1e9) >= self.retry_after_s]
+        return healthy + [i for i in range(len(self.models)) if i not in healthy]
+
+    async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
+        errors = []
+        for i in self._order():
+            model = self.models[i]
+            it = model.stream(messages, params).__aiter__()
+            try:
+                first = await asyncio.wait_for(it.__anext__(), self.first_token_timeout_s)
+            except StopAsyncIteration:
+                first = None  # an empty reply is an answer, not a failure
+            except (LLMError, TimeoutError, OSError) as e:
+                reason = f"no first token in {self.first_token_timeout_s:.1f} s" if isinstance(
+                    e, TimeoutError) else str(e)
+                log.warning("LLM backend %s failed (%s); trying the next one", model.name, reason)
+                errors.append(f"{model.name}: {reason}")
+                self._failed_at[i] = self._clock()
+                await _close(it)
+                continue
+            self._failed_at.pop(i, None)
+            self.last_used = model.name
+            try:
+                if first is not None:
+                    yield first
+                    while True:
+                        try:
+                            yield await asyncio.wait_for(it.__anext__(), self.stall_timeout_s)
+                        except StopAsyncIteration:
+                            break
+            except (LLMError, TimeoutError, OSError) as e:
+                log.warning("LLM backend %s failed mid-reply (%s); the reply ends here", model.name, e or "stalled")
+                self._failed_at[i] = self._clock()
+            finally:
+                await _close(it)
+            return
+        raise LLMError("every LLM backend failed: " + "; ".join(errors))
+
+
+async def _close(it: AsyncIterator[str]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001 - a broken backend may fail to close too; it is abandoned anyway
+            log.debug("closing an abandoned LLM stream failed", exc_info=True)
