@@ -21,6 +21,8 @@ from oviya.llm.fallback import FallbackChat
 from oviya.smart_turn import SmartTurnModel
 from oviya.stt import Transcriber, WhisperTranscriber
 from oviya.tts import Synthesizer
+from oviya.tts.fallback import FallbackTTS
+from oviya.tts.styles import EmotionMap
 from oviya.vad import SileroModel
 
 log = logging.getLogger(__name__)
@@ -44,16 +46,22 @@ def _openai(s: Settings) -> ChatModel:
     return OpenAICompatChat(s.llm.openai)
 
 
-def _piper(s: Settings) -> Synthesizer:
+def _piper(s: Settings, styles: EmotionMap) -> Synthesizer:
     from oviya.tts.piper import PiperTTS
 
-    return PiperTTS(s.tts.piper)
+    return PiperTTS(s.tts.piper, styles)
+
+
+def _espeak(s: Settings, styles: EmotionMap) -> Synthesizer:
+    from oviya.tts.espeak import EspeakTTS
+
+    return EspeakTTS(styles)
 
 
 LLM_BACKENDS: dict[str, Callable[[Settings], ChatModel]] = {
     "llama_cpp": _llama_cpp, "ollama": _ollama, "openai": _openai,
 }
-TTS_BACKENDS: dict[str, Callable[[Settings], Synthesizer]] = {"piper": _piper}
+TTS_BACKENDS: dict[str, Callable[[Settings, EmotionMap], Synthesizer]] = {"piper": _piper, "espeak": _espeak}
 STT_BACKENDS: dict[str, Callable[[Settings], Transcriber]] = {
     "faster_whisper": lambda s: WhisperTranscriber(s.stt, s.cache_dir),
 }
@@ -66,7 +74,7 @@ class Components:
     vad: SileroModel
     stt: Transcriber
     llm: FallbackChat
-    tts: Synthesizer
+    tts: FallbackTTS
     persona: Persona  # the default persona; each session may switch its own
     safety: SafetyRouter
     emotion: EmotionDetector
@@ -78,6 +86,13 @@ def build_llm(settings: Settings) -> FallbackChat:
     s = settings.llm
     return FallbackChat([LLM_BACKENDS[name](settings) for name in s.chain], s.first_token_timeout_s,
                         s.stall_timeout_s, s.retry_after_s)
+
+
+def build_tts(settings: Settings) -> FallbackTTS:
+    """The configured chain of synthesizers (``tts.chain``) sharing one live emotion map."""
+    styles = EmotionMap(CONFIG_DIR / settings.tts.emotion_map)
+    return FallbackTTS([TTS_BACKENDS[name](settings, styles) for name in settings.tts.chain],
+                       settings.tts.first_audio_timeout_s, styles)
 
 
 def load_components(settings: Settings) -> Components:
@@ -92,7 +107,7 @@ def load_components(settings: Settings) -> Components:
         vad=SileroModel(assets.SILERO_VAD_ONNX.locate(), settings.vad.onnx_threads),
         stt=STT_BACKENDS[settings.stt.backend](settings),
         llm=build_llm(settings),
-        tts=TTS_BACKENDS[settings.tts.backend](settings),
+        tts=build_tts(settings),
         persona=load_persona(settings.brain.persona),
         safety=SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety)),
         emotion=EmotionDetector(load_emotion_config(CONFIG_DIR / settings.brain.emotion)),

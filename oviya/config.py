@@ -140,14 +140,12 @@ class BrainSettings(_Section):
 class PiperSettings(_Section):
     voice: str = Field(description="'joe-medium' (embedded) or a path to a Piper .onnx voice")
     ort_threads: int
-    length_scale: float | None
-    noise_scale: float | None
-    noise_w_scale: float | None
-    volume: float = Field(gt=0, description="gain after Piper peak-normalises each sentence")
 
 
 class TTSSettings(_Section):
-    backend: Literal["piper"]
+    chain: list[Literal["piper", "espeak"]] = Field(min_length=1, description="fallback order")
+    first_audio_timeout_s: float = Field(gt=0, description="a backend silent this long is replaced")
+    emotion_map: str = Field(description="emotion → voice style file in config/")
     piper: PiperSettings
 
 

@@ -453,7 +453,8 @@ class TurnEngine:
         rec = reply.record
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
         producer = asyncio.create_task(self._think(reply, clauses))
-        resampler = StreamResampler(self.c.tts.sample_rate, self.out_rate, "float32")
+        tts = self.c.tts.turn()
+        resampler = StreamResampler(tts.sample_rate, self.out_rate, "float32")
         try:
             while (clause := await clauses.get()) is not None:
                 tag = len(reply.clauses)
@@ -461,7 +462,7 @@ class TurnEngine:
                 if rec.first_clause is None:
                     rec.first_clause = self.clock.now()
                 try:
-                    async for pcm in self.c.tts.synthesize(clause):
+                    async for pcm in tts.synthesize(clause, rec.emotion):
                         if rec.tts_first_audio is None:
                             rec.tts_first_audio = self.clock.now()
                         self._enqueue(reply, to_int16(resampler.process(to_float32(pcm))), tag)
@@ -478,6 +479,7 @@ class TurnEngine:
             await self.player.wait_played()
         finally:
             producer.cancel()
+            rec.tts_backend = tts.last_used
 
     def _enqueue(self, reply: _Reply, pcm: np.ndarray, tag: int) -> None:
         reply.samples[tag] = reply.samples.get(tag, 0) + len(pcm)

@@ -83,6 +83,7 @@ class TurnRecord:
         route: how the reply was made: llm, safety (the persona's safe reply, no LLM call) or fallback (every LLM
             backend failed: the persona's fallback line).
         llm_backend: the chain member that answered (``llm`` route).
+        tts_backend: the TTS chain member that spoke the last clause.
         safety_category: the safety rule behind a safety route, or ``unsafe_output`` when the LLM's reply was
             replaced mid-way.
         user_emotion, emotion: the user's emotion from their words, and the emotion Oviya answered with.
@@ -110,6 +111,7 @@ class TurnRecord:
     backchannels: list[str] = field(default_factory=list)
     route: Literal["llm", "safety", "fallback"] | None = None
     llm_backend: str | None = None
+    tts_backend: str | None = None
     safety_category: str | None = None
     user_emotion: str | None = None
     emotion: str | None = None

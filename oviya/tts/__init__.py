@@ -1,4 +1,4 @@
-"""TTS backends behind one protocol: text in, streamed int16 audio out."""
+"""TTS backends behind one protocol: text and an emotion label in, streamed int16 audio out."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ class Synthesizer(Protocol):
 
     Attributes:
         sample_rate: Hz of every chunk produced.
-    ``synthesize(text)`` yields ``np.ndarray[int16]`` shape (n,) mono chunks as they are produced; cancelling the
-    iteration stops synthesis. Raises :class:`TTSError`.
+        name: backend and voice, for records and logs.
+    ``synthesize(text, emotion)`` yields ``np.ndarray[int16]`` shape (n,) mono chunks as they are produced, in the
+    voice style the emotion map gives ``emotion`` (a reply label; None = neutral); cancelling the iteration stops
+    synthesis. Raises :class:`TTSError`.
     """
 
     sample_rate: int
+    name: str
 
-    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+    def synthesize(self, text: str, emotion: str | None = None) -> AsyncIterator[np.ndarray]:
         ...

@@ -1,0 +1,76 @@
+"""Running eval tasks: one :class:`~eval.context.Context` per run, one ``summary.json`` section per task.
+
+Used by ``python -m eval`` and by the notebooks (so no eval logic lives in notebook cells).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from eval.context import Context
+from eval.data import load_manifest
+from oviya.config import PROJECT_ROOT, load_settings
+
+# `all` runs these, in this order (webrtc last: it starts its own server process).
+TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "webrtc"]
+
+
+def _meta(profile: str, data: Path) -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"git_commit": commit, "profile": profile, "cores": os.cpu_count(), "data": str(data),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _report(summary: dict, out: Path) -> str:
+    lines = ["# Oviya eval report", ""]
+    for section, values in summary.items():
+        lines += [f"## {section}", "", "| key | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in _flatten(values).items()]
+        lines += [""] + [f"![{p.stem}]({p.name})" for p in sorted(out.glob(f"{section}*.png"))] + [""]
+    return "\n".join(lines)
+
+
+def make_context(data: Path | None = None, out: Path | None = None, profile: str | None = None, quick: bool = False,
+                 url: str | None = None) -> Context:
+    """A run's context: ``data`` defaults to ``eval.data_dir``, ``out`` to ``runs/latest`` (created)."""
+    settings = load_settings(profile)
+    data = Path(data or settings.eval.data_dir).resolve()
+    out = Path(out or PROJECT_ROOT / "runs" / "latest")
+    out.mkdir(parents=True, exist_ok=True)
+    return Context(data=data, out=out, clips=load_manifest(data), settings=settings, quick=quick, url=url)
+
+
+def run_tasks(ctx: Context, tasks: list[str]) -> dict:
+    """Run ``tasks`` (names from :data:`TASKS`) in order; write and return the summary (one section each + meta).
+
+    Raises:
+        ValueError: an unknown task name.
+    """
+    if unknown := [t for t in tasks if t not in TASKS]:
+        raise ValueError(f"unknown eval task(s) {unknown}; known: {TASKS}")
+    summary: dict = {}
+    for task in tasks:
+        summary[task] = importlib.import_module(f"eval.tasks.{task}").run(ctx)
+    summary["meta"] = _meta(ctx.settings.profile, ctx.data)
+    (ctx.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (ctx.out / "report.md").write_text(_report(summary, ctx.out))
+    return summary
