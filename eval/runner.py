@@ -5,11 +5,13 @@ Used by ``python -m eval`` and by the notebooks (so no eval logic lives in noteb
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import importlib
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from eval.context import Context
@@ -18,6 +20,21 @@ from oviya.config import PROJECT_ROOT, load_settings
 
 # `all` runs these, in this order (webrtc last: it starts its own server process).
 TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "webrtc"]
+
+
+# The summary.json keys every run carries (null when not measured), per task.
+CONTRACT = {
+    "vad": ["roc_auc", "f1", "best_threshold"],
+    "turn": ["eot_delay_ms_p50", "cutoff_rate"],
+    "stt": ["wer", "rtf"],
+    "latency": ["v2v_ms_p50", "v2v_ms_p95", "stt_ms_p50", "llm_ttft_ms_p50", "tts_ttfb_ms_p50"],
+    "barge_in": ["stop_ms_p95", "false_rate"],
+    "emotion": ["accuracy", "chance"],
+    "tts_style": ["ordering_ok"],
+    "safety": ["recall", "fp_rate"],
+    "persona": ["short_rate", "plain_text_rate", "emotion_label_accuracy"],
+    "webrtc": ["v2v_ms_p50", "v2v_ms_p95"],
+}
 
 
 def _meta(profile: str, data: Path) -> dict:
@@ -62,14 +79,27 @@ def make_context(data: Path | None = None, out: Path | None = None, profile: str
 def run_tasks(ctx: Context, tasks: list[str]) -> dict:
     """Run ``tasks`` (names from :data:`TASKS`) in order; write and return the summary (one section each + meta).
 
+    Tasks start their own asyncio loops; called where a loop already runs (a Jupyter cell), they run in a worker
+    thread while the caller waits.
+
     Raises:
         ValueError: an unknown task name.
     """
     if unknown := [t for t in tasks if t not in TASKS]:
         raise ValueError(f"unknown eval task(s) {unknown}; known: {TASKS}")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run(ctx, tasks)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_run, ctx, tasks).result()
+
+
+def _run(ctx: Context, tasks: list[str]) -> dict:
     summary: dict = {}
     for task in tasks:
-        summary[task] = importlib.import_module(f"eval.tasks.{task}").run(ctx)
+        section = importlib.import_module(f"eval.tasks.{task}").run(ctx)
+        summary[task] = {**dict.fromkeys(CONTRACT[task]), **section}
     summary["meta"] = _meta(ctx.settings.profile, ctx.data)
     (ctx.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (ctx.out / "report.md").write_text(_report(summary, ctx.out))
