@@ -75,6 +75,15 @@ class BargeInSettings(_Section):
     echo_min_ms: int = Field(ge=0, description="with echo present, shorter overlaps are taken for residual echo")
 
 
+class BackchannelSettings(_Section):
+    enabled: bool
+    phrases: list[str] = Field(min_length=1, description="said in turn, one per backchannel")
+    pause_ms: int = Field(ge=0, description="a pause inside the user's turn this long invites a backchannel")
+    min_voiced_s: float = Field(ge=0, description="only after this much speech in the turn")
+    min_interval_s: float = Field(ge=0, description="rate limit")
+    emotion: str = Field(description="voice style of the backchannel (an emotion_map label)")
+
+
 class STTSettings(_Section):
     backend: Literal["faster_whisper"]
     model: str = Field(description="'tiny.en' / 'base' (embedded), a faster-whisper name, or a model dir")
@@ -137,6 +146,15 @@ class BrainSettings(_Section):
     max_user_chars: int = Field(gt=0, description="longer user text is refused with an error")
 
 
+class MemorySettings(_Section):
+    history_budget_tokens: int = Field(gt=0, description="session history sent to the LLM (4 characters ≈ 1 token)")
+    dir: Path = Field(description="per-user summaries (by memory_key); '~' is expanded")
+    load_timeout_ms: int = Field(ge=0, description="a user summary not read by then is skipped for the session")
+    summary_max_chars: int = Field(gt=0)
+    summary_max_tokens: int = Field(gt=0)
+    summary_timeout_s: float = Field(gt=0, description="the end-of-session summary call is given up after this")
+
+
 class PiperSettings(_Section):
     voice: str = Field(description="'joe-medium' (embedded) or a path to a Piper .onnx voice")
     ort_threads: int
@@ -185,9 +203,11 @@ class Settings(BaseSettings):
     vad: VADSettings
     turn: TurnSettings
     barge_in: BargeInSettings
+    backchannel: BackchannelSettings
     stt: STTSettings
     llm: LLMSettings
     brain: BrainSettings
+    memory: MemorySettings
     tts: TTSSettings
     server: ServerSettings
     eval: EvalSettings

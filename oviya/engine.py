@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oviya.audio import AudioFormatError, StreamResampler, to_float32, to_int16, to_mono
+from oviya.brain.backchannel import BackchannelPolicy
 from oviya.brain.brain import Brain
+from oviya.brain.memory import UserMemory, summarise
 from oviya.brain.clauses import ClauseChunker, ends_sentence
 from oviya.clock import Clock, RealClock
 from oviya.components import Components
@@ -97,7 +99,12 @@ class TurnEngine:
         self.clock = clock or RealClock()
         llm = settings.llm
         self.brain = Brain(components.llm, components.persona, components.safety, components.emotion,
-                           settings.brain, GenerationParams(llm.max_tokens, llm.temperature, llm.top_p))
+                           settings.brain, GenerationParams(llm.max_tokens, llm.temperature, llm.top_p),
+                           settings.memory)
+        self.user_memory = UserMemory(settings.memory.dir, settings.memory.summary_max_chars)
+        self.memory_key: str | None = None
+        self._memory_load: asyncio.Task | None = None
+        self._memory_saved_at = 0  # history length at the last save
         smart = components.smart_turn.probability if components.smart_turn is not None else None
         self.listener = Listener(components.vad, settings, smart)
         self.out_rate = settings.audio.output_sample_rate
@@ -106,6 +113,10 @@ class TurnEngine:
         bi = settings.barge_in
         self.echo = EchoCanceller(self.out_rate) if bi.echo_guard == "aec" else None
         self._backchannels = {w.lower() for w in bi.backchannel_words}
+        self._my_backchannel = BackchannelPolicy(settings.backchannel)
+        self._backchannel_pcm: dict[str, np.ndarray] = {}  # phrase -> audio at the output rate, synthesised once
+        self._backchannels_said: list[str] = []  # Oviya's backchannels in the open user turn
+        self._backchannel_task: asyncio.Task | None = None
         self.transcript: list[TranscriptEvent] = []
         self.records: list[TurnRecord] = []
         self.state: State = "listening"
@@ -133,9 +144,42 @@ class TurnEngine:
         if self._player_task is None:
             self._player_task = asyncio.create_task(self.player.run(), name="oviya-player")
 
+    def set_memory_key(self, key: str) -> None:
+        """Remember this user across sessions: their saved notes are loaded now (within
+        ``memory.load_timeout_ms``, never delaying a reply) and updated when the session closes.
+
+        Raises:
+            ValueError: an empty key or one longer than 200 characters.
+        """
+        key = key.strip()
+        if not key or len(key) > 200:
+            raise ValueError("memory_key must be 1-200 characters")
+        if key == self.memory_key:
+            return
+        self.memory_key = key
+
+        async def load() -> None:
+            self.brain.user_summary = await self.user_memory.load_capped(key, self.settings.memory.load_timeout_ms / 1000)
+
+        self._memory_load = asyncio.create_task(load(), name="oviya-memory-load")
+
+    async def save_memory(self) -> str | None:
+        """Condense this session into the user's notes and save them (no-op without a memory key). Returns them."""
+        if self.memory_key is None or len(self.brain.history) == self._memory_saved_at:
+            return None  # no key, or nothing new since the last save
+        self._memory_saved_at = len(self.brain.history)
+        m = self.settings.memory
+        params = GenerationParams(m.summary_max_tokens, 0.0, 1.0)
+        notes = await summarise(self.c.llm, self.brain.history, self.brain.user_summary, params, m.summary_timeout_s)
+        if notes:
+            await asyncio.to_thread(self.user_memory.save, self.memory_key, notes)
+            self.brain.user_summary = notes
+        return notes
+
     async def aclose(self) -> None:
-        """Cancel any reply and stop playout. The transcript and records stay readable."""
-        for task in (self._judging, self._reply_task, self._player_task):
+        """Cancel any reply and stop playout; then save the user's notes (with a memory key). The transcript and
+        records stay readable."""
+        for task in (self._judging, self._reply_task, self._backchannel_task, self._memory_load, self._player_task):
             if task is not None and not task.done():
                 task.cancel()
                 try:
@@ -143,6 +187,7 @@ class TurnEngine:
                 except asyncio.CancelledError:
                     pass
         self._player_task = None
+        await self.save_memory()
 
     async def __aenter__(self) -> "TurnEngine":
         await self.start()
@@ -261,7 +306,37 @@ class TurnEngine:
                 self._on_end_of_turn(ev, clock_at(ev.end_s), now)
         if self._overlap and self.listener.in_turn and self.listener.voiced_s >= bi.min_ms / 1000:
             self._barge_in(now)  # long speech over Oviya: a real interruption whatever it says
+        self._maybe_backchannel(now_s)
         self._maybe_partial()
+
+    def _maybe_backchannel(self, now_s: float) -> None:
+        """A short "mm-hmm" in a pause of a long user turn while Oviya is silent (never over her own reply)."""
+        if self._reply is not None or not self.listener.in_turn or self._backchannel_task is not None:
+            return
+        seg = self.listener.vad.segmenter
+        phrase = self._my_backchannel.decide(now_s, seg.last_speech_end_s, self.listener.pause_s,
+                                             self.listener.voiced_s)
+        if phrase is not None:
+            self._backchannels_said.append(phrase)
+            self._backchannel_task = asyncio.create_task(self._say_backchannel(phrase), name="oviya-backchannel")
+
+    async def _say_backchannel(self, phrase: str) -> None:
+        try:
+            pcm = self._backchannel_pcm.get(phrase)
+            if pcm is None:
+                resampler = StreamResampler(self.c.tts.sample_rate, self.out_rate, "float32")
+                chunks = [resampler.process(to_float32(c)) async for c in
+                          self.c.tts.synthesize(phrase, self.settings.backchannel.emotion)]
+                pcm = self._backchannel_pcm[phrase] = to_int16(np.concatenate(
+                    [*chunks, resampler.process(np.zeros(0, np.float32), last=True)]))
+            if self._reply is None:  # the turn may have ended while it was synthesised: then stay quiet
+                self._ensure_player()
+                self.player.enqueue(pcm, ("backchannel", phrase))
+                self.player.finish()
+        except Exception:  # noqa: BLE001 - a missed backchannel is harmless
+            log.exception("backchannel failed")
+        finally:
+            self._backchannel_task = None
 
     def _on_turn_started(self) -> None:
         if self._reply is None:
@@ -291,7 +366,9 @@ class TurnEngine:
             audio, turn_id, stt = np.concatenate([self._carry.audio, audio]), self._carry.record.turn_id, None
             self._carry = None
         rec = TurnRecord(turn_id, "voice", speech_end=speech_end, eot=now, end_reason=ev.reason,
-                         eot_probability=ev.probability, stt_reused=stt is not None)
+                         eot_probability=ev.probability, stt_reused=stt is not None,
+                         backchannels_said=self._backchannels_said)
+        self._backchannels_said = []
         reply = _Reply(rec, audio=audio, stt=stt)
         if self._overlap:
             self._overlap = False

@@ -80,6 +80,7 @@ class TurnRecord:
         barge_in_onset, barge_in_stop: for a reply the user talked over, the onset of their speech and the moment
             Oviya's output was silenced.
         backchannels: what the user said over this reply without interrupting it.
+        backchannels_said: Oviya's own backchannels ("mm-hmm") in the pauses of this user turn.
         route: how the reply was made: llm, safety (the persona's safe reply, no LLM call) or fallback (every LLM
             backend failed: the persona's fallback line).
         llm_backend: the chain member that answered (``llm`` route).
@@ -109,6 +110,7 @@ class TurnRecord:
     barge_in_onset: float | None = None
     barge_in_stop: float | None = None
     backchannels: list[str] = field(default_factory=list)
+    backchannels_said: list[str] = field(default_factory=list)
     route: Literal["llm", "safety", "fallback"] | None = None
     llm_backend: str | None = None
     tts_backend: str | None = None

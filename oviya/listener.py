@@ -113,6 +113,7 @@ class Listener:
         self._candidate = False
         self._paused_for: float | None = None  # end_s of the last Paused event
         self._verdict: tuple[float, float] | None = None  # (end_s judged, probability)
+        self.pause_s: float | None = None  # length of the current pause inside the open turn (None: speech, no turn)
 
     @property
     def in_turn(self) -> bool:
@@ -135,7 +136,7 @@ class Listener:
         """Forget the open turn (the engine judged it a backchannel); speech in progress starts no new turn."""
         self.turn_start_s = None
         self._chunks = []
-        self._paused_for = self._verdict = None
+        self._paused_for = self._verdict = self.pause_s = None
 
     def push(self, pcm16k: np.ndarray) -> list[tuple[VADChunk, list[ListenerEvent]]]:
         """Feed 16 kHz float32 samples; returns each completed 32 ms chunk with the events it caused."""
@@ -171,7 +172,7 @@ class Listener:
                 self.turn_start_s = chunk.end_s
                 out.append(TurnStarted(chunk.end_s))
             return out
-        pause = self._pause_s(chunk)
+        pause = self.pause_s = self._pause_s(chunk)
         spec = self.settings.stt.speculative_after_ms
         if pause is not None and spec is not None and pause >= spec / 1000 and self._paused_for != seg.last_speech_end_s:
             self._paused_for = seg.last_speech_end_s

@@ -54,5 +54,6 @@ def app_server(tmp_path_factory) -> str:
     The test process restricts its own aiortc client to loopback the same way (DESIGN.md).
     """
     restrict_ice_hosts(["127.0.0.1"])
-    with local_app(tmp_path_factory.mktemp("server") / "app.log") as url:
+    tmp = tmp_path_factory.mktemp("server")
+    with local_app(tmp / "app.log", env={"OVIYA_MEMORY__DIR": str(tmp / "memory")}) as url:
         yield url

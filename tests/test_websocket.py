@@ -102,6 +102,8 @@ def test_persona_switch_over_the_http_api_reaches_the_live_session(app_server):
             assert r.status_code == 200, r.text
             bad = await http.post("/api/persona", json={"session_id": sid, "persona": "../../etc/passwd"})
             assert bad.status_code == 422 and "known" in bad.json()["detail"]
+            r = await http.post("/api/memory", json={"session_id": sid, "memory_key": "test-user"})
+            assert r.status_code == 200, r.text
             r = await http.post("/api/text", json={"session_id": sid, "text": "Hello, who are you?"})
             assert r.status_code == 200
             events = []
@@ -116,5 +118,6 @@ def test_persona_switch_over_the_http_api_reaches_the_live_session(app_server):
 
     events = asyncio.run(run())
     assert {"event": "persona", "name": "sunny", "display_name": "Sunny"} in events
+    assert {"event": "memory", "status": "enabled"} in events
     turn = next(e for e in events if e["event"] == "turn")
     assert turn["route"] == "llm" and turn["emotion"] == "joyful" and turn["reply_text"]  # Sunny's default emotion

@@ -58,7 +58,7 @@ def run(ctx: Context) -> dict:
     c = ctx.components()
     s = ctx.settings
     brain = Brain(c.llm, c.persona, c.safety, c.emotion, s.brain,
-                  GenerationParams(s.llm.max_tokens, s.llm.temperature, s.llm.top_p))
+                  GenerationParams(s.llm.max_tokens, s.llm.temperature, s.llm.top_p), s.memory)
     rows = []
     for item in tqdm(prompts, desc="persona", file=ctx.progress):
         row = asyncio.run(_ask(brain, item["text"]))

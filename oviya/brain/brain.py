@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from oviya.brain.emotion import EmotionDetector
+from oviya.brain.memory import trim_history
 from oviya.brain.persona import Persona
 from oviya.brain.safety import SafetyRouter, Verdict
-from oviya.config import BrainSettings
+from oviya.config import BrainSettings, MemorySettings
 from oviya.llm import ChatModel, GenerationParams, Message
 
 
@@ -43,10 +44,14 @@ class Brain:
         emotion: the text emotion detector.
         settings: ``brain`` section (history length, input limit).
         params: sampling settings.
+        memory: ``memory`` section (the history's token budget).
+
+    Attributes:
+        user_summary: notes about this user from earlier sessions (``memory_key``), added to the system prompt.
     """
 
     def __init__(self, llm: ChatModel, persona: Persona, safety: SafetyRouter, emotion: EmotionDetector,
-                 settings: BrainSettings, params: GenerationParams) -> None:
+                 settings: BrainSettings, params: GenerationParams, memory: MemorySettings) -> None:
         self.llm = llm
         self.persona = persona
         self.persona_file = settings.persona
@@ -54,7 +59,9 @@ class Brain:
         self.emotion = emotion
         self.settings = settings
         self.params = params
+        self.memory = memory
         self.history: list[Message] = []
+        self.user_summary: str | None = None
 
     def set_persona(self, persona: Persona, file: str) -> None:
         """Switch persona (loaded from ``config/personas/<file>.yaml``); the history stays, the next reply uses the
@@ -71,11 +78,15 @@ class Brain:
         return Plan("llm", user_emotion, self.emotion.reply_for(user_emotion, self.persona.default_emotion))
 
     def messages_for(self, user_text: str) -> list[Message]:
-        """System prompt, the last ``history_turns`` exchanges, then the new user message."""
+        """System prompt (+ notes about the user), the last ``history_turns`` exchanges within the history's token
+        budget, then the new user message."""
         keep = self.history[len(self.history) - 2 * self.settings.history_turns :] if self.settings.history_turns else []
+        system = self.persona.system_message()
+        if self.user_summary:
+            system += f"\nWhat you remember about this person from earlier conversations: {self.user_summary}"
         return [
-            Message(role="system", content=self.persona.system_message()),
-            *keep,
+            Message(role="system", content=system),
+            *trim_history(keep, self.memory.history_budget_tokens),
             Message(role="user", content=user_text),
         ]
 

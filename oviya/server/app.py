@@ -1,6 +1,6 @@
 """The FastAPI server: Gradio page at ``/``, FastRTC ``POST /webrtc/offer`` and ``WS /websocket/offer`` for API
 clients, ``POST /api/text`` for typed turns into a live call, ``GET /api/personas`` and ``POST /api/persona`` to switch
-a live call's persona, ``GET /health``, ``GET /metrics`` (Prometheus)."""
+a live call's persona, ``POST /api/memory`` to remember a caller across sessions, ``GET /health``, ``GET /metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ class PersonaSwitch(BaseModel):
 
     session_id: str = Field(min_length=1, max_length=128)
     persona: str = Field(min_length=1, max_length=64)
+
+
+class MemoryKey(BaseModel):
+    """Body of ``POST /api/memory``: remember the caller of ``session_id`` across sessions under ``memory_key``."""
+
+    session_id: str = Field(min_length=1, max_length=128)
+    memory_key: str = Field(min_length=1, max_length=200)
 
 
 def build_app(settings: Settings, components: Components) -> FastAPI:
@@ -95,6 +102,11 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
     async def switch_persona(body: PersonaSwitch) -> dict:
         on_live_session(body.session_id, lambda live: live.set_persona(body.persona))
         return {"status": "ok", "persona": body.persona}
+
+    @app.post("/api/memory")
+    async def memory_key(body: MemoryKey) -> dict:
+        on_live_session(body.session_id, lambda live: live.set_memory_key(body.memory_key))
+        return {"status": "ok"}
 
     ui = build_ui(handler, sessions, components, settings, rtc)
     return gr.mount_gradio_app(app, ui, path="/")

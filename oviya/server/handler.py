@@ -137,15 +137,28 @@ class OviyaHandler(AsyncStreamHandler):
             self._send({"event": "persona", "name": name, "display_name": self.engine.brain.persona.name})
             log.info("session %s: persona %s", self.session_id, name)
 
+    def set_memory_key(self, key: str) -> None:
+        """Remember this caller across sessions under ``key`` (see :meth:`TurnEngine.set_memory_key`).
+
+        Raises:
+            ValueError: an empty or overlong key.
+        """
+        if key.strip() != self.engine.memory_key:
+            self.engine.set_memory_key(key)
+            self._send({"event": "memory", "status": "enabled"})
+
     def _follow_ui_inputs(self) -> None:
-        # The Gradio page passes its persona dropdown as the stream's extra input; FastRTC keeps the latest values
-        # in ``latest_args`` ([webrtc value, persona]) and updates them whenever the dropdown changes.
+        # The Gradio page passes its persona dropdown and memory-key box as the stream's extra inputs; FastRTC keeps
+        # the latest values in ``latest_args`` ([webrtc value, persona, memory key]) and updates them on change.
         args = self.latest_args
-        if isinstance(args, list) and len(args) > 1 and isinstance(args[1], str) and args[1]:
-            try:
-                self.set_persona(args[1])
-            except (FileNotFoundError, ValueError) as e:
-                self._send({"event": "error", "code": "bad_persona", "message": str(e)})
+        if not isinstance(args, list):
+            return
+        for index, apply, code in ((1, self.set_persona, "bad_persona"), (2, self.set_memory_key, "bad_memory_key")):
+            if len(args) > index and isinstance(args[index], str) and args[index].strip():
+                try:
+                    apply(args[index])
+                except (FileNotFoundError, ValueError) as e:
+                    self._send({"event": "error", "code": code, "message": str(e)})
 
     async def shutdown(self) -> None:
         if self.session_id is not None:

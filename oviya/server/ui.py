@@ -44,8 +44,11 @@ def build_ui(
             track_constraints=TRACK_CONSTRAINTS, time_limit=settings.server.time_limit_s,
             full_screen=False,  # the full-screen variant floats its button over the page, under other components
         )
-        persona_choice = gr.Dropdown(list_personas(), value=settings.brain.persona, label="Persona",
-                                     info="switches the live call (or the typed chat) from the next reply on")
+        with gr.Row():
+            persona_choice = gr.Dropdown(list_personas(), value=settings.brain.persona, label="Persona",
+                                         info="switches the live call (or the typed chat) from the next reply on")
+            memory_key = gr.Textbox(label="Your name (optional)", max_length=200,
+                                    info=f"{persona.name} remembers you between calls under this name")
         with gr.Row():
             with gr.Column(scale=1):
                 chat = gr.Chatbot(type="messages", label="Transcript", height=360)
@@ -56,9 +59,9 @@ def build_ui(
                 audio = gr.Audio(label="Spoken answer (typed turns outside a call)", autoplay=True, interactive=False)
         engine_state = gr.State(None)  # the call-less conversation of this browser tab
 
-        # The dropdown is the stream's extra input: FastRTC hands its value to the call's handler on every change.
-        call.stream(fn=handler, inputs=[call, persona_choice], outputs=[call], time_limit=settings.server.time_limit_s,
-                    concurrency_limit=settings.server.concurrency_limit)
+        # Persona and memory key are the stream's extra inputs: FastRTC hands their values to the call's handler.
+        call.stream(fn=handler, inputs=[call, persona_choice, memory_key], outputs=[call],
+                    time_limit=settings.server.time_limit_s, concurrency_limit=settings.server.concurrency_limit)
         call.on_additional_outputs(lambda c, t: (c, t), outputs=[chat, timings],
                                    concurrency_limit=settings.server.concurrency_limit)
 
