@@ -55,7 +55,7 @@ def build_ui(
                 text = gr.Textbox(label="Type to Oviya", placeholder="Say something…",
                                   max_length=settings.brain.max_user_chars)
             with gr.Column(scale=1):
-                timings = gr.JSON(label="Last turn: timings (ms), emotion, route")
+                timings = gr.JSON(label="Last turn: timings (ms), emotion, route", open=True)
                 audio = gr.Audio(label="Spoken answer (typed turns outside a call)", autoplay=True, interactive=False)
         engine_state = gr.State(None)  # the call-less conversation of this browser tab
 

@@ -1,0 +1,77 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright, a fake microphone playing an eval_audio
+utterance, the real app on loopback. Flags and selectors as DESIGN.md gives them (never ``playwright install``)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from playwright.async_api import async_playwright
+
+from oviya.config import PROJECT_ROOT
+
+CHROMIUM = shutil.which("chromium")
+UTTERANCE = "stt/picovoice-cheetah/test_en.wav"  # "...platforms..."
+ARTIFACTS = PROJECT_ROOT / "runs" / "test_artifacts"
+
+
+def chromium_args(mic_wav: Path) -> list[str]:
+    return ["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={mic_wav}%noloop", "--allow-loopback-in-peer-connection",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+async def inbound_audio_bytes(page) -> int:
+    """Bytes of reply audio the page's peer connection has received (WebRTC getStats, inbound-rtp audio)."""
+    return await page.evaluate("""async () => {
+        let total = 0;
+        for (const pc of (window.__pcs || [])) {
+            const stats = await pc.getStats();
+            stats.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'audio') total += r.bytesReceived; });
+        }
+        return total;
+    }""")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it with apt)")
+@pytest.mark.timeout(300)
+def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server, settings):
+    mic = settings.eval.data_dir / UTTERANCE
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> tuple[list[str], list[str], int, bool]:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(mic), headless=True)
+            page = await browser.new_page()
+            # Keep a handle on every RTCPeerConnection the page makes, to read its stats.
+            await page.add_init_script("""(() => {
+                const Orig = window.RTCPeerConnection; window.__pcs = [];
+                window.RTCPeerConnection = function (...a) { const pc = new Orig(...a); window.__pcs.push(pc); return pc; };
+                window.RTCPeerConnection.prototype = Orig.prototype;
+            })()""")
+            await page.goto(app_server)
+            await page.get_by_text("Click to Access Microphone").click(timeout=60_000)
+            await page.click('button[aria-label="start stream"]', timeout=60_000)
+            deadline = time.monotonic() + 90
+            user: list[str] = []
+            bot: list[str] = []
+            while time.monotonic() < deadline and not (bot and any("platforms" in u.lower() for u in user)):
+                await asyncio.sleep(1)
+                user = await page.locator('[data-testid="user"]').all_inner_texts()
+                bot = [t for t in await page.locator('[data-testid="bot"]').all_inner_texts() if t.strip()]
+            while time.monotonic() < deadline + 30 and "v2v_ms" not in await page.inner_text("body"):
+                await asyncio.sleep(1)  # the reply plays out; its turn record then fills the timings panel
+            timings_shown = "v2v_ms" in await page.inner_text("body")
+            received = await inbound_audio_bytes(page)
+            await page.screenshot(path=str(ARTIFACTS / "browser_call.png"), full_page=True)
+            await browser.close()
+            return user, bot, received, timings_shown
+
+    user, bot, received, timings_shown = asyncio.run(run())
+    assert any("platforms" in u.lower() for u in user), user  # the user's words in the transcript
+    assert bot and len(bot[0].split()) >= 2, bot  # Oviya's reply text
+    assert received > 10_000  # reply audio arrived over WebRTC (Opus at ~32 kbit/s: > 2 s of audio)
+    assert timings_shown  # the turn's timing record reached the page
