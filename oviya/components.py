@@ -61,7 +61,15 @@ def _espeak(s: Settings, styles: EmotionMap) -> Synthesizer:
 LLM_BACKENDS: dict[str, Callable[[Settings], ChatModel]] = {
     "llama_cpp": _llama_cpp, "ollama": _ollama, "openai": _openai,
 }
-TTS_BACKENDS: dict[str, Callable[[Settings, EmotionMap], Synthesizer]] = {"piper": _piper, "espeak": _espeak}
+def _csm(s: Settings, styles: EmotionMap) -> Synthesizer:
+    from oviya.tts.csm import CsmTTS
+
+    return CsmTTS(s.tts.csm, styles)
+
+
+TTS_BACKENDS: dict[str, Callable[[Settings, EmotionMap], Synthesizer]] = {
+    "piper": _piper, "espeak": _espeak, "csm": _csm,
+}
 STT_BACKENDS: dict[str, Callable[[Settings], Transcriber]] = {
     "faster_whisper": lambda s: WhisperTranscriber(s.stt, s.cache_dir),
 }

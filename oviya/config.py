@@ -160,11 +160,24 @@ class PiperSettings(_Section):
     ort_threads: int
 
 
+class CsmSettings(_Section):
+    model: str = Field(description="hub id (e.g. sesame/csm-1b) or a local model dir")
+    device: str
+    dtype: Literal["bfloat16", "float16", "float32"]
+    compile: bool = Field(description="torch.compile the forward pass (GPU)")
+    speaker_id: int = Field(ge=0)
+    max_new_frames: int = Field(gt=0, description="12.5 frames per second of audio")
+    decode_every_frames: int = Field(gt=0, description="Mimi decodes once this many new frames arrived")
+    left_context_frames: int = Field(ge=0, description="earlier frames decoded with each window")
+    context_clauses: int = Field(ge=0, description="recently spoken clauses given as context")
+
+
 class TTSSettings(_Section):
-    chain: list[Literal["piper", "espeak"]] = Field(min_length=1, description="fallback order")
+    chain: list[Literal["piper", "espeak", "csm"]] = Field(min_length=1, description="fallback order")
     first_audio_timeout_s: float = Field(gt=0, description="a backend silent this long is replaced")
     emotion_map: str = Field(description="emotion → voice style file in config/")
     piper: PiperSettings
+    csm: CsmSettings
 
 
 class ServerSettings(_Section):

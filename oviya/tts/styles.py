@@ -44,6 +44,16 @@ class EspeakMap(_Model):
     styles: dict[str, EspeakStyle]
 
 
+class CsmStyle(_Model):
+    reference: str | None = Field(description="a clip of the emotion in the wanted voice (any sample rate)")
+    transcript: str | None = Field(description="the reference clip's words")
+    temperature: float = Field(ge=0, le=2, description="sampling temperature; 0 = greedy")
+
+
+class CsmMap(_Model):
+    styles: dict[str, CsmStyle]
+
+
 Measure = Literal["f0", "rate", "rms"]
 
 
@@ -52,14 +62,15 @@ class EmotionMapFile(_Model):
 
     piper: PiperMap
     espeak: EspeakMap
+    csm: CsmMap
     ordering: dict[Measure, list[tuple[str, str]]] = Field(
         description="pairs (lower, higher) that `python -m eval tts_style` checks")
 
 
     @model_validator(mode="after")
     def _same_labels(self) -> EmotionMapFile:
-        if set(self.piper.styles) != set(self.espeak.styles):
-            raise ValueError("piper and espeak styles must name the same emotions")
+        if not set(self.piper.styles) == set(self.espeak.styles) == set(self.csm.styles):
+            raise ValueError("piper, espeak and csm styles must name the same emotions")
         if bad := {e for pair in sum(self.ordering.values(), []) for e in pair} - set(self.piper.styles):
             raise ValueError(f"ordering names emotions without a style: {sorted(bad)}")
         return self
@@ -109,4 +120,8 @@ class EmotionMap:
 
     def espeak(self, emotion: str | None) -> EspeakStyle:
         styles = self.current.espeak.styles
+        return styles.get(emotion or self.default) or styles[self.default]
+
+    def csm(self, emotion: str | None) -> CsmStyle:
+        styles = self.current.csm.styles
         return styles.get(emotion or self.default) or styles[self.default]
