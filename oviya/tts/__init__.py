@@ -8,8 +8,23 @@ from typing import Protocol
 import numpy as np
 
 
+MAX_CLAUSE_CHARS = 1000  # one clause; longer text is refused rather than blocking a core for seconds
+
+
 class TTSError(RuntimeError):
     """The synthesizer failed on a text."""
+
+
+def clause_text(text: str) -> str:
+    """The clause to speak, stripped ("" = nothing to say). Every backend checks its input with this.
+
+    Raises:
+        TTSError: longer than ``MAX_CLAUSE_CHARS``.
+    """
+    text = text.strip()
+    if len(text) > MAX_CLAUSE_CHARS:
+        raise TTSError(f"clause too long for TTS: {len(text)} > {MAX_CLAUSE_CHARS} characters")
+    return text
 
 
 class Synthesizer(Protocol):

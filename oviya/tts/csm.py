@@ -27,11 +27,10 @@ import numpy as np
 from oviya.aio import iterate_in_thread
 from oviya.audio import read_wav
 from oviya.config import CsmSettings
-from oviya.tts import TTSError
+from oviya.tts import TTSError, clause_text
 from oviya.tts.styles import CsmStyle, EmotionMap
 
 SAMPLE_RATE = 24000
-MAX_CHARS = 1000
 _END = object()
 
 
@@ -165,10 +164,7 @@ class CsmTTS:
             self._recent.append((text, np.concatenate(spoken)))
 
     async def synthesize(self, text: str, emotion: str | None = None) -> AsyncIterator[np.ndarray]:
-        text = text.strip()
-        if not text:
+        if not (text := clause_text(text)):
             return
-        if len(text) > MAX_CHARS:
-            raise TTSError(f"clause too long for TTS: {len(text)} > {MAX_CHARS} characters")
         async for chunk in iterate_in_thread(lambda: self._synth(text, emotion), self._lock):
             yield chunk

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import numpy as np
 
 from oviya.aio import iterate_in_thread
-from oviya.tts import TTSError
+from oviya.tts import TTSError, clause_text
 from oviya.tts.styles import EmotionMap
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -23,7 +23,6 @@ POS_CHARACTER = 1
 ESPEAK_CHARS_UTF8 = 1
 ESPEAK_RATE, ESPEAK_PITCH, ESPEAK_RANGE = 1, 3, 4  # espeak_PARAMETER
 EE_OK = 0
-MAX_CHARS = 1000
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 _lock = threading.Lock()
@@ -89,10 +88,7 @@ class EspeakTTS:
             yield np.concatenate(pieces).astype(np.int16)
 
     async def synthesize(self, text: str, emotion: str | None = None) -> AsyncIterator[np.ndarray]:
-        text = text.strip()
-        if not text:
+        if not (text := clause_text(text)):
             return
-        if len(text) > MAX_CHARS:
-            raise TTSError(f"clause too long for TTS: {len(text)} > {MAX_CHARS} characters")
         async for audio in iterate_in_thread(lambda: self._synth(text, emotion), _lock):
             yield audio

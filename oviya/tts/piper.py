@@ -25,10 +25,9 @@ import soxr
 from oviya import assets
 from oviya.aio import iterate_in_thread
 from oviya.config import PiperSettings
-from oviya.tts import TTSError
+from oviya.tts import TTSError, clause_text
 from oviya.tts.styles import EmotionMap, PiperStyle
 
-MAX_CHARS = 1000  # one clause; longer text is refused rather than blocking a core for seconds
 PEAK_LIMIT = 0.98  # the loudness gain never pushes a sample past this (no clipping)
 SILENCE_DB = -50.0  # frames quieter than this (relative to full scale) do not count towards a clause's level
 
@@ -114,11 +113,8 @@ class PiperTTS:
         return (np.concatenate([audio * gain, pause]) * 32767).astype(np.int16)
 
     async def synthesize(self, text: str, emotion: str | None = None) -> AsyncIterator[np.ndarray]:
-        text = text.strip()
-        if not text:
+        if not (text := clause_text(text)):
             return
-        if len(text) > MAX_CHARS:
-            raise TTSError(f"clause too long for TTS: {len(text)} > {MAX_CHARS} characters")
         style = self.styles.piper(emotion)
         async for audio in iterate_in_thread(lambda: self._chunks(text, style), self._lock):
             yield audio
