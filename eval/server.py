@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class AppProcess:
+    """A running ``app.py``: its base URL and process (tests may kill it)."""
+
+    url: str
+    proc: subprocess.Popen
+
+
 @contextmanager
 def local_app(log_path: Path, startup_timeout_s: float = 180.0, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run ``python app.py --host 127.0.0.1 --port N`` with WebRTC restricted to loopback (``OVIYA_ICE_HOSTS``)
@@ -31,6 +40,14 @@ def local_app(log_path: Path, startup_timeout_s: float = 180.0, env: dict[str, s
     Raises:
         RuntimeError: the app exited or did not become healthy (the message ends with its log).
     """
+    with app_process(log_path, startup_timeout_s, env) as app:
+        yield app.url
+
+
+@contextmanager
+def app_process(log_path: Path, startup_timeout_s: float = 180.0,
+                env: dict[str, str] | None = None) -> Iterator[AppProcess]:
+    """:func:`local_app`, yielding the :class:`AppProcess`. ``env`` is added to this process's environment."""
     port = free_port()
     full_env = {**os.environ, "OVIYA_ICE_HOSTS": "127.0.0.1", **(env or {})}
     with open(log_path, "w") as log:
@@ -50,7 +67,7 @@ def local_app(log_path: Path, startup_timeout_s: float = 180.0, env: dict[str, s
             if time.monotonic() > deadline:
                 raise RuntimeError(f"app.py not healthy after {startup_timeout_s} s:\n{Path(log_path).read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url
+        yield AppProcess(url, proc)
     finally:
         proc.terminate()
         try:

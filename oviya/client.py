@@ -75,6 +75,14 @@ class FileMicrophone(MediaStreamTrack):
         return frame
 
 
+class OfferRefused(RuntimeError):
+    """The server answered the offer with an error (HTTP ``status``, Oviya's error ``code``)."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"offer refused: {status} {code} {detail}")
+        self.status, self.code, self.detail = status, code, detail
+
+
 @dataclass
 class CallResult:
     """What one call heard.
@@ -110,15 +118,17 @@ class CallResult:
 
 
 async def talk(base_url: str, audio: np.ndarray, sample_rate: int = 16000, listen_s: float = 10.0,
-               until_answers: int | None = None, timeout_s: float = 60.0) -> CallResult:
+               until_answers: int | None = None, timeout_s: float = 60.0, token: str | None = None) -> CallResult:
     """Open a WebRTC call to ``base_url``, play ``audio`` as the microphone, and record the reply.
 
     Listens until ``listen_s`` after the clip ended, or until ``until_answers`` per-turn records of answered turns
-    (a non-empty reply) arrived on the data channel, whichever comes first, within an overall ``timeout_s``. ICE servers: none (host candidates only), so
-    with ``oviya.server.ice.restrict_ice_hosts(["127.0.0.1"])`` the call stays on loopback.
+    (a non-empty reply) arrived on the data channel, whichever comes first, within an overall ``timeout_s``. ICE
+    servers: none (host candidates only), so with ``oviya.server.ice.restrict_ice_hosts(["127.0.0.1"])`` the call
+    stays on loopback. ``token``: the server's ``OVIYA_AUTH_TOKEN``, sent as a bearer token.
 
     Raises:
-        RuntimeError: the server refused the offer or the connection failed.
+        OfferRefused: the server refused the offer (``status``, ``code``: e.g. 401, 429 ``max_connections_per_client``).
+        RuntimeError: the connection failed.
     """
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     mic = FileMicrophone(audio, sample_rate)
@@ -161,12 +171,13 @@ async def talk(base_url: str, audio: np.ndarray, sample_rate: int = 16000, liste
     pc.addTrack(mic)
     try:
         await pc.setLocalDescription(await pc.createOffer())
-        async with httpx.AsyncClient(timeout=30) as http:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(timeout=30, headers=headers) as http:
             r = await http.post(f"{base_url}/webrtc/offer", json={
                 "sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "webrtc_id": uuid.uuid4().hex})
         answer = r.json()
         if r.status_code != 200 or "sdp" not in answer:
-            raise RuntimeError(f"offer refused: {r.status_code} {answer}")
+            raise OfferRefused(r.status_code, answer.get("code", ""), str(answer.get("detail", answer)))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         deadline = time.monotonic() + timeout_s
         while mic.finished_at is None and time.monotonic() < deadline:

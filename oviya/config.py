@@ -2,7 +2,8 @@
 
 Precedence (highest first): environment (``OVIYA_SECTION__KEY=value``, e.g. ``OVIYA_STT__MODEL=base``), the
 profile file ``config/profiles/<profile>.yaml``, then ``config/default.yaml``. The profile is chosen by the
-``profile`` argument or ``OVIYA_PROFILE`` (default ``cpu``). ``OVIYA_ICE_HOSTS`` (comma-separated addresses) is read
+``profile`` argument or ``OVIYA_PROFILE`` (default ``cpu``; ``spaces`` on a Hugging Face Space, which sets
+``SPACE_ID``). ``OVIYA_AUTH_TOKEN`` is read into ``auth_token`` (never into YAML). ``OVIYA_ICE_HOSTS`` (comma-separated addresses) is read
 into ``server.ice_hosts``.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -184,8 +185,16 @@ class ServerSettings(_Section):
     host: str
     port: int
     ice_hosts: list[str] = Field(description="restrict WebRTC ICE host candidates (loopback tests)")
-    concurrency_limit: int = Field(ge=1, description="simultaneous WebRTC/websocket sessions")
-    time_limit_s: float | None = Field(description="max session length; None = unlimited")
+    turn: Literal["none", "hf"] = Field(description="TURN relay: none, or Hugging Face's (FastRTC, needs HF_TOKEN)")
+    transcripts_dir: Path = Field(description="per-session JSONL transcripts, appended and flushed per turn")
+    log_format: Literal["text", "json"]
+    trust_forwarded_for: bool = Field(description="take the client address from X-Forwarded-For (behind a proxy)")
+    faults_api: bool = Field(description="mount POST /api/faults (fault injection for resilience tests)")
+
+    @field_validator("transcripts_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
 
     @field_validator("ice_hosts", mode="before")
     @classmethod
@@ -193,6 +202,13 @@ class ServerSettings(_Section):
         if isinstance(v, str):
             return [h.strip() for h in v.split(",") if h.strip()]
         return v
+
+
+class LimitSettings(_Section):
+    max_sessions: int = Field(ge=1, description="simultaneous WebRTC/websocket calls on the server")
+    max_connections_per_client: int = Field(ge=1, description="simultaneous calls from one client address")
+    max_turns_per_minute: int = Field(ge=1, description="user turns per client in any 60 s window")
+    max_session_s: float = Field(gt=0, description="a call is ended after this long")
 
 
 class EvalSettings(_Section):
@@ -223,7 +239,9 @@ class Settings(BaseSettings):
     memory: MemorySettings
     tts: TTSSettings
     server: ServerSettings
+    limits: LimitSettings
     eval: EvalSettings
+    auth_token: SecretStr | None = Field(None, description="OVIYA_AUTH_TOKEN: bearer token for the API and the UI")
 
     @field_validator("cache_dir")
     @classmethod
@@ -269,7 +287,7 @@ def load_settings(profile: str | None = None, config_dir: Path = CONFIG_DIR, **o
         FileNotFoundError: the profile has no YAML file.
         pydantic.ValidationError: a value has the wrong type or range, or a key is unknown.
     """
-    profile = profile or os.environ.get("OVIYA_PROFILE", "cpu")
+    profile = profile or os.environ.get("OVIYA_PROFILE") or ("spaces" if os.environ.get("SPACE_ID") else "cpu")
     profile_file = config_dir / "profiles" / f"{profile}.yaml"
     if not profile_file.is_file():
         known = sorted(p.stem for p in (config_dir / "profiles").glob("*.yaml"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -91,6 +92,8 @@ class TurnEngine:
     Attributes:
         transcript: every final line of the conversation (user and assistant), in order.
         records: the timing record of every finished turn.
+        turn_gate: asked before each user turn is answered (the server's per-client rate limit); returns None to
+            admit it, or ``(code, message)`` to refuse it with that error (the turn's outcome is ``refused``).
     """
 
     def __init__(self, components: Components, settings: Settings, clock: Clock | None = None) -> None:
@@ -134,6 +137,8 @@ class TurnEngine:
         self._partial: asyncio.Task | None = None
         self._partial_at = 0.0
         self._stt_busy = 0
+        self.turn_gate: Callable[[], tuple[str, str] | None] | None = None
+        self._admitted_turn = 0
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -341,8 +346,10 @@ class TurnEngine:
     def _on_turn_started(self) -> None:
         if self._reply is None:
             self._new_turn()
-        elif not self._speaking():
-            # Oviya has not spoken yet: the user is continuing their turn, so answer the whole of it later.
+        elif not self._speaking() and self._reply.record.end_reason != "max_length":
+            # Oviya has not spoken yet: the user is continuing their turn, so answer the whole of it later. (Not
+            # after a turn cut at turn.max_utterance_s: merging would undo the cut; that speech is judged as
+            # talk-over instead.)
             if self._reply.audio is not None:
                 self._carry, self._reply.continued = self._reply, True
             self._interrupt()
@@ -369,6 +376,10 @@ class TurnEngine:
                          eot_probability=ev.probability, stt_reused=stt is not None,
                          backchannels_said=self._backchannels_said)
         self._backchannels_said = []
+        if ev.reason == "max_length":
+            limit = self.settings.turn.max_utterance_s
+            self._emit(ErrorEvent("max_utterance", f"your turn was ended after {limit:.0f} s of speech; "
+                                                   "Oviya answers what she heard"))
         reply = _Reply(rec, audio=audio, stt=stt)
         if self._overlap:
             self._overlap = False
@@ -507,13 +518,22 @@ class TurnEngine:
     async def _run_reply(self, reply: _Reply, text: str | None) -> None:
         rec = reply.record
         try:
+            if rec.turn_id != self._admitted_turn and self.turn_gate is not None:
+                if (refusal := self.turn_gate()) is not None:
+                    rec.outcome = "refused"
+                    rec.errors.append(": ".join(refusal))
+                    self._emit(ErrorEvent(*refusal))
+                    return
+                self._admitted_turn = rec.turn_id  # a continued turn comes back with its id: counted once
             if text is None:
                 try:
                     text = (await self._transcript_of(reply)).text
                 except Exception as e:  # noqa: BLE001 - any STT failure ends this turn, never the session
                     log.exception("STT failed")
                     rec.errors.append(f"stt: {e}")
+                    rec.route = "fallback"
                     self._emit(ErrorEvent("stt_error", str(e)))
+                    await self._speak(reply, fixed=self.brain.persona.not_heard_line)  # the user hears why
                     return
                 if not text:
                     return
@@ -526,10 +546,17 @@ class TurnEngine:
         finally:
             self._finish(reply)
 
-    async def _speak(self, reply: _Reply) -> None:
+    async def _speak(self, reply: _Reply, fixed: str | None = None) -> None:
+        """Speak the reply: the brain's, or the ``fixed`` line (no LLM) in the persona's default emotion."""
         rec = reply.record
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
-        producer = asyncio.create_task(self._think(reply, clauses))
+        if fixed is None:
+            producer = asyncio.create_task(self._think(reply, clauses))
+        else:
+            rec.emotion = self.brain.persona.default_emotion
+            self._put_text(fixed, clauses)
+            clauses.put_nowait(None)
+            producer = asyncio.create_task(asyncio.sleep(0))
         tts = self.c.tts.turn()
         resampler = StreamResampler(tts.sample_rate, self.out_rate, "float32")
         try:
@@ -615,9 +642,10 @@ class TurnEngine:
         rec.reply_text = reply.spoken_text(heard)
         if rec.outcome is None:
             rec.outcome = "answered" if rec.reply_text else "no_speech" if not rec.user_text else "failed"
-        if rec.user_text and rec.outcome != "continued":
-            self.brain.commit(rec.user_text, rec.reply_text)
-            self._emit(TranscriptEvent("user", rec.user_text, rec.turn_id))
+        if rec.outcome != "continued":
+            if rec.user_text:
+                self.brain.commit(rec.user_text, rec.reply_text)
+                self._emit(TranscriptEvent("user", rec.user_text, rec.turn_id))
             if reply.clauses:
                 self._emit(TranscriptEvent("assistant", rec.reply_text, rec.turn_id,
                                            interrupted=rec.outcome == "interrupted", emotion=rec.emotion))

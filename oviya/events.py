@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 State = Literal["listening", "user_speaking", "thinking", "speaking"]
-Outcome = Literal["answered", "interrupted", "continued", "no_speech", "failed"]
+Outcome = Literal["answered", "interrupted", "continued", "no_speech", "failed", "refused"]
 
 
 @dataclass
@@ -66,7 +66,7 @@ class TurnRecord:
     Attributes:
         outcome: answered; interrupted (barge-in while speaking); continued (the user went on before Oviya spoke,
             so the turn was merged into the next one, which keeps this ``turn_id``); no_speech (STT heard
-            nothing); failed (an error left nothing to say).
+            nothing); failed (an error left nothing to say); refused (a server limit: turns per minute).
         end_reason: what ended the user's turn: silence, max_length or text.
         speech_end: end of the user's speech (VAD) or arrival of a typed message: t = 0.
         eot: end-of-turn decision.

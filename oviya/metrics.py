@@ -1,11 +1,15 @@
 """Turn timings → Prometheus metrics, taken beside the engine (from its per-turn records), not inside the stages.
 
-Exposed by the server at ``GET /metrics``; every name starts with ``oviya_``.
+Exposed by the server at ``GET /metrics``; every name starts with ``oviya_``. Besides the turn metrics: the process's
+memory, CPU and file descriptors (``oviya_process_*``), its threads and asyncio tasks (leak checks in the load test).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import asyncio
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 from oviya.events import TurnRecord
 
@@ -28,6 +32,10 @@ class Metrics:
         self.sessions = Gauge("oviya_sessions_active", "Open WebRTC/websocket sessions", registry=self.registry)
         self.errors = Counter("oviya_stage_errors_total", "Stage failures inside turns", ["stage"],
                               registry=self.registry)
+        ProcessCollector(namespace="oviya", registry=self.registry)
+        Gauge("oviya_threads", "Live Python threads", registry=self.registry).set_function(threading.active_count)
+        Gauge("oviya_asyncio_tasks", "Pending asyncio tasks on the server's event loop (at scrape time)",
+              registry=self.registry).set_function(_running_tasks)
 
     def observe(self, record: TurnRecord) -> None:
         """Account one finished turn."""
@@ -39,5 +47,12 @@ class Metrics:
             self.errors.labels(err.split(":", 1)[0]).inc()
 
     def export(self) -> bytes:
-        """The text exposition format."""
+        """The text exposition format. Call it on the event loop, so the task count is that loop's."""
         return generate_latest(self.registry)
+
+
+def _running_tasks() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no loop in this thread
+        return 0

@@ -55,5 +55,30 @@ def app_server(tmp_path_factory) -> str:
     """
     restrict_ice_hosts(["127.0.0.1"])
     tmp = tmp_path_factory.mktemp("server")
-    with local_app(tmp / "app.log", env={"OVIYA_MEMORY__DIR": str(tmp / "memory")}) as url:
+    with local_app(tmp / "app.log", env={"OVIYA_MEMORY__DIR": str(tmp / "memory"),
+                                                  "OVIYA_SERVER__TRANSCRIPTS_DIR": str(tmp / "transcripts")}) as url:
         yield url
+
+
+TOKEN = "test-token-0123456789"
+HARDENED_ENV = {  # a public-demo-like server: a token, tight limits, fault injection, short timeouts
+    "OVIYA_AUTH_TOKEN": TOKEN,
+    "OVIYA_SERVER__TRUST_FORWARDED_FOR": "true",  # tests pose as different clients with X-Forwarded-For
+    "OVIYA_SERVER__FAULTS_API": "true",
+    "OVIYA_LIMITS__MAX_SESSIONS": "3",
+    "OVIYA_LIMITS__MAX_CONNECTIONS_PER_CLIENT": "1",
+    "OVIYA_LIMITS__MAX_TURNS_PER_MINUTE": "3",
+    "OVIYA_LIMITS__MAX_SESSION_S": "40",
+    "OVIYA_TURN__MAX_UTTERANCE_S": "3",
+    "OVIYA_LLM__STALL_TIMEOUT_S": "2",
+}
+
+
+@pytest.fixture(scope="session")
+def hardened_server(tmp_path_factory):
+    """``app.py`` with :data:`HARDENED_ENV`; yields (base URL, transcripts dir)."""
+    restrict_ice_hosts(["127.0.0.1"])
+    tmp = tmp_path_factory.mktemp("hardened")
+    env = {**HARDENED_ENV, "OVIYA_MEMORY__DIR": str(tmp / "memory"), "OVIYA_SERVER__TRANSCRIPTS_DIR": str(tmp / "transcripts")}
+    with local_app(tmp / "app.log", env=env) as url:
+        yield url, tmp / "transcripts"

@@ -24,6 +24,7 @@ class Persona(BaseModel):
         default_emotion: the reply emotion when the user's words give no cue (an ``emotion.yaml`` reply label).
         safety_replies: what to say, per safety category, instead of the LLM's reply.
         fallback_line: what to say when every LLM backend failed.
+        not_heard_line: what to say when speech recognition failed on the user's turn.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +36,7 @@ class Persona(BaseModel):
     default_emotion: str
     safety_replies: dict[Category, str]
     fallback_line: str = Field(min_length=1)
+    not_heard_line: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _every_category(self) -> "Persona":

@@ -1,29 +1,48 @@
 """The FastAPI server: Gradio page at ``/``, FastRTC ``POST /webrtc/offer`` and ``WS /websocket/offer`` for API
-clients, ``POST /api/text`` for typed turns into a live call, ``GET /api/personas`` and ``POST /api/persona`` to switch
-a live call's persona, ``POST /api/memory`` to remember a caller across sessions, ``GET /health``, ``GET /metrics`` (Prometheus)."""
+clients, ``GET /api/session/{id}`` (a live call's state), ``POST /api/text`` for typed turns into a live call, ``GET /api/personas`` and ``POST /api/persona`` to switch
+a live call's persona, ``POST /api/memory`` to remember a caller across sessions, ``GET /health``, ``GET /metrics``
+(Prometheus), and with ``server.faults_api`` ``POST /api/faults`` (fault injection for tests).
+
+With ``OVIYA_AUTH_TOKEN`` set, everything but ``/health`` needs the token (:mod:`oviya.server.auth`). Errors are JSON
+``{"detail": message, "code": code}`` (validation errors: FastAPI's ``{"detail": [...]}``); limits answer 429/503.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Callable
+from typing import Literal
 
 import gradio as gr
-from fastapi import FastAPI, HTTPException, Response, WebSocket
-from prometheus_client import CONTENT_TYPE_LATEST
+from aiortc.sdp import SessionDescription
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastrtc import Stream
-from pydantic import BaseModel, Field
+from fastrtc.stream import Body
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from oviya.brain.persona import list_personas
 from oviya.components import Components, load_components
 from oviya.config import Settings, load_settings
+from oviya.logs import setup_logging
 from oviya.metrics import Metrics
-from oviya.server.handler import OviyaHandler, SessionRegistry
+from oviya.server.auth import TokenAuth
+from oviya.server.handler import OviyaHandler
 from oviya.server.ice import restrict_ice_hosts, rtc_configuration
+from oviya.server.limits import CallLimits, LimitExceeded
+from oviya.server.state import ServerState, SessionRegistry
 from oviya.server.ui import build_ui
-from oviya.server.websocket import ValidatingWebSocket
+from oviya.server.websocket import POLICY_VIOLATION, ValidatingWebSocket, error_message
+from oviya.transcripts import TranscriptStore
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_000_000  # no API body is near this; bigger ones are refused (413) before they are read
+MAX_SDP_CHARS = 100_000
 
 
 class TextTurn(BaseModel):
@@ -47,37 +66,146 @@ class MemoryKey(BaseModel):
     memory_key: str = Field(min_length=1, max_length=200)
 
 
+class FaultRequest(BaseModel):
+    """Body of ``POST /api/faults``: make ``stage`` fail (``mode``) in the next turn of ``session_id``."""
+
+    session_id: str = Field(min_length=1, max_length=128)
+    stage: Literal["stt", "llm", "tts"]
+    mode: Literal["raise", "hang"]
+
+
+class Offer(BaseModel):
+    """Body of ``POST /webrtc/offer`` (FastRTC's): an SDP offer, or a trickled ICE candidate of a call."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["offer", "ice-candidate"]
+    webrtc_id: str = Field(min_length=1, max_length=128)
+    sdp: str | None = Field(None, max_length=MAX_SDP_CHARS)
+    candidate: dict | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Offer":
+        if self.type == "offer":
+            if not self.sdp:
+                raise ValueError("an offer needs sdp")
+            try:
+                description = SessionDescription.parse(self.sdp)
+            except Exception as e:  # noqa: BLE001 - the parser raises anything on garbage
+                raise ValueError(f"sdp does not parse: {e!r}"[:200]) from None
+            if not any(m.kind == "audio" for m in description.media):
+                raise ValueError("the offer has no audio track")
+        elif not isinstance(self.candidate, dict):
+            raise ValueError("an ice-candidate needs candidate")
+        return self
+
+
+def api_error(status: int, code: str, message: str) -> JSONResponse:
+    """The error body of every refusal: ``{"detail": message, "code": code}``."""
+    return JSONResponse({"detail": message, "code": code}, status_code=status)
+
+
+LIMIT_STATUS = {"max_sessions": 503, "max_connections_per_client": 429, "rate_limited": 429}
+
+
 def build_app(settings: Settings, components: Components) -> FastAPI:
-    """Wire the handler, the FastRTC stream, the HTTP API and the Gradio UI into one FastAPI app."""
-    hosts = settings.server.ice_hosts
-    if hosts:
-        restrict_ice_hosts(hosts)
-    rtc = rtc_configuration(hosts)
-    sessions = SessionRegistry()
-    metrics = Metrics()
-    handler = OviyaHandler(components, settings, sessions, metrics)
+    """Wire the handler, the FastRTC stream, the HTTP API and the Gradio UI into one FastAPI app.
+
+    Raises:
+        oviya.server.ice.TurnConfigError: ``server.turn: hf`` without ``HF_TOKEN``.
+    """
+    srv, lim = settings.server, settings.limits
+    if srv.ice_hosts:
+        restrict_ice_hosts(srv.ice_hosts)
+    rtc, server_rtc = rtc_configuration(srv.ice_hosts, srv.turn)
+    auth = TokenAuth(settings.auth_token)
+    state = ServerState(SessionRegistry(), Metrics(), CallLimits(lim), TranscriptStore(srv.transcripts_dir),
+                        faults_api=srv.faults_api)
+    sessions, limits = state.sessions, state.limits
+    handler = OviyaHandler(components, settings, state)
     stream = Stream(
-        handler, modality="audio", mode="send-receive", rtc_configuration=rtc, server_rtc_configuration=rtc,
-        concurrency_limit=settings.server.concurrency_limit, time_limit=settings.server.time_limit_s, verbose=False,
+        handler, modality="audio", mode="send-receive", rtc_configuration=rtc, server_rtc_configuration=server_rtc,
+        concurrency_limit=lim.max_sessions, verbose=False,  # session length: the handler's own clock (an error first)
     )
     app = FastAPI(title="Oviya")
+    protected = [Depends(auth.require)]
     # mu-law is one byte per sample: cap one websocket media message at audio.max_input_frame_s of 16 kHz audio.
     max_media_bytes = int(settings.audio.max_input_frame_s * settings.audio.vad_sample_rate)
 
-    @app.websocket("/websocket/offer")  # registered before stream.mount, so it shadows FastRTC's unvalidated route
+    def client_address(request: Request | WebSocket) -> str:
+        forwarded = request.headers.get("x-forwarded-for") if srv.trust_forwarded_for else None
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+        return request.client.host if request.client else "unknown"
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, e: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back, and fails with a 500 when that input is no JSON (Infinity, NaN)
+        errors = [{"loc": [str(part) for part in err["loc"]], "msg": err["msg"], "type": err["type"]}
+                  for err in e.errors()]
+        return JSONResponse({"detail": errors, "code": "invalid_request"}, status_code=422)
+
+    @app.exception_handler(LimitExceeded)
+    async def limit_exceeded(request: Request, e: LimitExceeded) -> JSONResponse:
+        return api_error(LIMIT_STATUS.get(e.code, 429), e.code, e.message)
+
+    @app.middleware("http")
+    async def cap_body(request: Request, call_next: Callable) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return api_error(413, "body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
+
+    # Our routes are registered before stream.mount, so they shadow FastRTC's unchecked ones.
+    @app.post("/webrtc/offer", dependencies=protected)
+    async def webrtc_offer(offer: Offer, request: Request) -> Response:
+        if offer.type == "offer":
+            limits.open(offer.webrtc_id, client_address(request))
+        try:
+            response = await stream.offer(Body(**offer.model_dump()))
+        except Exception as e:  # noqa: BLE001 - aiortc refuses an offer it cannot answer: the client's fault
+            await _drop_call(offer.webrtc_id)
+            return api_error(400, "bad_offer", f"the offer was refused: {e}"[:300])
+        if isinstance(response, JSONResponse):
+            meta = json.loads(response.body).get("meta", {})
+            if offer.type == "offer":
+                limits.close(offer.webrtc_id)
+            code = meta.get("error", "offer_failed")
+            status = 503 if code == "concurrency_limit_reached" else 409 if code == "connection_already_exists" else 400
+            return api_error(status, code, f"WebRTC signalling failed: {code}")
+        return JSONResponse(response)
+
+    async def _drop_call(webrtc_id: str) -> None:
+        limits.close(webrtc_id)
+        pc = stream.pcs.get(webrtc_id)
+        if pc is not None:
+            await pc.close()
+        stream.clean_up(webrtc_id)
+
+    @app.websocket("/websocket/offer")
     async def websocket_offer(websocket: WebSocket) -> None:
-        await stream.websocket_offer(ValidatingWebSocket(websocket, max_media_bytes))
+        if not auth.accepts(websocket.query_params.get("token")):
+            await websocket.accept()
+            await websocket.send_json(error_message("unauthorized", "missing or wrong ?token= (OVIYA_AUTH_TOKEN)"))
+            await websocket.close(POLICY_VIOLATION, "unauthorized")
+            return
+        client = client_address(websocket)
+        ws = ValidatingWebSocket(websocket, max_media_bytes, on_start=lambda sid: limits.open(sid, client))
+        try:
+            await stream.websocket_offer(ws)
+        finally:
+            if ws.websocket_id is not None:
+                limits.close(ws.websocket_id)
 
     stream.mount(app)
 
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "profile": settings.profile, "sessions": len(sessions),
-                "llm": components.llm.name, "persona": components.persona.name}
+                "llm": components.llm.name, "persona": components.persona.name, "auth": auth.enabled}
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=protected)
     async def prometheus_metrics() -> Response:
-        return Response(metrics.export(), media_type=CONTENT_TYPE_LATEST)
+        return Response(state.metrics.export(), media_type=CONTENT_TYPE_LATEST)
 
     def on_live_session(session_id: str, action: Callable[[OviyaHandler], None]) -> None:
         """Apply ``action`` to a live call: 404 when there is none, 422 when the action rejects its input."""
@@ -89,27 +217,42 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
         except (ValueError, FileNotFoundError) as e:
             raise HTTPException(422, str(e)) from e
 
-    @app.post("/api/text")
+    @app.get("/api/session/{session_id}", dependencies=protected)
+    async def session_status(session_id: str) -> dict:
+        live = sessions.get(session_id)
+        if live is None:
+            raise HTTPException(404, f"no live session {session_id!r}")
+        return {"session_id": session_id, "state": live.engine.state, "turns": len(live.engine.records),
+                "persona": live.engine.brain.persona_file}
+
+    @app.post("/api/text", dependencies=protected)
     async def text_turn(turn: TextTurn) -> dict:
         on_live_session(turn.session_id, lambda live: live.push_text(turn.text))
         return {"status": "accepted"}
 
-    @app.get("/api/personas")
+    @app.get("/api/personas", dependencies=protected)
     async def personas() -> dict:
         return {"personas": list_personas(), "default": settings.brain.persona}
 
-    @app.post("/api/persona")
+    @app.post("/api/persona", dependencies=protected)
     async def switch_persona(body: PersonaSwitch) -> dict:
         on_live_session(body.session_id, lambda live: live.set_persona(body.persona))
         return {"status": "ok", "persona": body.persona}
 
-    @app.post("/api/memory")
+    @app.post("/api/memory", dependencies=protected)
     async def memory_key(body: MemoryKey) -> dict:
         on_live_session(body.session_id, lambda live: live.set_memory_key(body.memory_key))
         return {"status": "ok"}
 
-    ui = build_ui(handler, sessions, components, settings, rtc)
-    return gr.mount_gradio_app(app, ui, path="/")
+    if srv.faults_api:
+        @app.post("/api/faults", dependencies=protected)
+        async def arm_fault(body: FaultRequest) -> dict:
+            on_live_session(body.session_id, lambda live: live.arm_fault(body.stage, body.mode))
+            return {"status": "armed", "stage": body.stage, "mode": body.mode}
+
+    ui = build_ui(handler, sessions, components, settings, rtc, server_rtc)
+    return gr.mount_gradio_app(app, ui, path="/", auth=auth.gradio_login if auth.enabled else None,
+                               auth_message="Enter the access token as the password (any user name).")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,9 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.profile:
         settings = load_settings(args.profile)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("faster_whisper", "aioice", "aiortc", "httpx"):  # per-call INFO lines drown the session log
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    setup_logging(settings.server.log_format)
     app = build_app(settings, load_components(settings))
     log.info("serving on http://%s:%d", args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -9,23 +9,29 @@ back through ``emit``: audio as ``(24000, int16 frame)``, everything else both a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import numpy as np
-from fastrtc import AdditionalOutputs, AsyncStreamHandler, get_current_context
+from fastrtc import AdditionalOutputs, AsyncStreamHandler, CloseStream, get_current_context
 
+from oviya import logs
 from oviya.audio import AudioFormatError
 from oviya.brain.persona import load_persona
 from oviya.components import Components
 from oviya.config import Settings
 from oviya.engine import AudioFlush, TurnEngine
 from oviya.events import AudioOut, ErrorEvent, Event, StatusEvent, TranscriptEvent, TurnDone
-from oviya.metrics import Metrics
+from oviya.faults import FaultPlan, with_faults
+from oviya.server.limits import LimitExceeded
+from oviya.server.state import ServerState
 
 log = logging.getLogger(__name__)
 
+WS_LIMIT_CLOSE = 1008  # websocket close code (RFC 6455 policy violation) for a call a limit ended
 EMIT_POLL_S = 0.1  # FastRTC calls emit() in a loop; waiting this long for an event keeps it from spinning
 
 
@@ -43,60 +49,68 @@ def event_message(event: Event) -> dict[str, Any] | None:
     return None
 
 
-class SessionRegistry:
-    """Live handlers by connection id (``webrtc_id`` / ``websocket_id``), so typed turns reach the right call."""
-
-    def __init__(self) -> None:
-        self._by_id: dict[str, OviyaHandler] = {}
-
-    def add(self, session_id: str, handler: "OviyaHandler") -> None:
-        self._by_id[session_id] = handler
-
-    def remove(self, session_id: str, handler: "OviyaHandler") -> None:
-        if self._by_id.get(session_id) is handler:
-            del self._by_id[session_id]
-
-    def get(self, session_id: str) -> "OviyaHandler | None":
-        return self._by_id.get(session_id)
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-
 class OviyaHandler(AsyncStreamHandler):
     """FastRTC handler wrapping a :class:`TurnEngine`.
+
+    Every call counts against the server's limits (refused calls get an error event, then the stream closes), is
+    ended after ``limits.max_session_s``, has its user turns rate-limited per client, and has each finished turn
+    appended to the transcript store before the next event goes out.
 
     Args:
         components: shared models.
         settings: all tunables.
-        sessions: registry shared by all copies.
-        metrics: Prometheus collectors shared by all copies.
+        state: sessions, metrics, limits and transcript store shared by all copies.
     """
 
-    def __init__(self, components: Components, settings: Settings, sessions: SessionRegistry, metrics: Metrics) -> None:
+    def __init__(self, components: Components, settings: Settings, state: ServerState) -> None:
         super().__init__(expected_layout="mono", output_sample_rate=settings.audio.output_sample_rate,
                          input_sample_rate=settings.audio.vad_sample_rate)
         self.components = components
         self.settings = settings
-        self.sessions = sessions
-        self.metrics = metrics
-        self.engine = TurnEngine(components, settings)
+        self.state = state
+        self.faults = FaultPlan() if state.faults_api else None
+        self.engine = TurnEngine(with_faults(components, self.faults) if self.faults else components, settings)
+        self.engine.turn_gate = self._admit_turn
         self.session_id: str | None = None
         self.chat: list[dict[str, str]] = []  # Gradio "messages" transcript
         self._lines: dict[tuple[str, int], int] = {}  # (role, turn id) -> index of its line in self.chat
         self.last_timings: dict[str, Any] = {}
+        self._deadline = float("inf")
+        self._websocket: Any = None
+        self._closing: dict[str, str] | None = None  # the error sent before the stream is closed
 
     def copy(self) -> "OviyaHandler":
-        return OviyaHandler(self.components, self.settings, self.sessions, self.metrics)
+        return OviyaHandler(self.components, self.settings, self.state)
 
     async def start_up(self) -> None:
+        context = get_current_context()
+        self.session_id = context.webrtc_id
+        self._websocket = context.websocket  # None for WebRTC calls
+        logs.session_id.set(self.session_id)
+        try:
+            self.state.limits.started(self.session_id)
+        except LimitExceeded as e:
+            log.warning("call refused: %s", e.code)
+            self._closing = {"event": "error", "code": e.code, "message": e.message}
+            return
         await self.engine.start()
-        self.session_id = get_current_context().webrtc_id
-        self.sessions.add(self.session_id, self)
-        self.metrics.sessions.set(len(self.sessions))
-        log.info("session %s started", self.session_id)
+        self._deadline = time.monotonic() + self.settings.limits.max_session_s
+        self.state.sessions.add(self.session_id, self)
+        self.state.metrics.sessions.set(len(self.state.sessions))
+        log.info("session started (client %s)", self.state.limits.client_of(self.session_id))
+
+    def _admit_turn(self) -> tuple[str, str] | None:
+        try:
+            self.state.limits.admit_turn(self.session_id or "")
+        except LimitExceeded as e:
+            log.warning("turn refused: %s", e.message)
+            return e.code, e.message
+        return None
 
     async def receive(self, frame: tuple[int, np.ndarray]) -> None:
+        logs.session_id.set(self.session_id or "-")
+        if self._closing is not None:
+            return
         sample_rate, pcm = frame
         try:
             self.engine.push_audio(pcm, int(sample_rate))
@@ -104,6 +118,21 @@ class OviyaHandler(AsyncStreamHandler):
             self._send({"event": "error", "code": "bad_audio", "message": str(e)})
 
     async def emit(self):  # noqa: ANN201 - FastRTC's EmitType
+        logs.session_id.set(self.session_id or "-")
+        if self._closing is None and time.monotonic() > self._deadline:
+            minutes = self.settings.limits.max_session_s / 60
+            self._closing = {"event": "error", "code": "session_time_limit",
+                             "message": f"calls end after {minutes:.0f} min; start a new one to go on"}
+            log.info("session time limit reached")
+        if self._closing is not None:
+            self._send(self._closing)
+            await asyncio.sleep(EMIT_POLL_S)  # lets the error reach the client before the stream closes
+            if self._websocket is not None:  # FastRTC's websocket loop only notices CloseStream on the next message
+                try:
+                    await self._websocket.close(WS_LIMIT_CLOSE, self._closing["code"])
+                except RuntimeError:  # already closed
+                    pass
+            return CloseStream(self._closing["message"])
         self._follow_ui_inputs()
         event = await self.engine.next_event(EMIT_POLL_S)
         if event is None:
@@ -114,7 +143,7 @@ class OviyaHandler(AsyncStreamHandler):
             self.clear_queue()
             return None
         if isinstance(event, TurnDone):
-            self.metrics.observe(event.record)
+            await self._record_turn(event)
         message = event_message(event)
         if message is not None:
             self._send(message)
@@ -122,9 +151,34 @@ class OviyaHandler(AsyncStreamHandler):
             return AdditionalOutputs(list(self.chat), dict(self.last_timings))
         return None
 
+    async def _record_turn(self, event: TurnDone) -> None:
+        """Metrics and the durable transcript of a finished turn; then the turn's injected faults are over."""
+        rec = event.record
+        self.state.metrics.observe(rec)
+        try:
+            await asyncio.to_thread(self.state.transcripts.append, self.session_id or "-", rec)
+        except OSError as e:  # the conversation goes on; the client learns its transcript is not being kept
+            log.error("transcript not saved: %s", e)
+            self._send({"event": "error", "code": "transcript_error", "message": f"transcript not saved: {e}"})
+        if self.faults is not None and rec.outcome != "continued":  # a continued turn goes on under the same id
+            self.faults.clear()
+        log.info("turn %d %s (%s) v2v %s ms", rec.turn_id, rec.outcome, rec.route, rec.v2v_ms)
+
     def push_text(self, text: str) -> None:
         """A typed turn for this call. Raises ValueError (empty or too long)."""
+        logs.session_id.set(self.session_id or "-")  # the reply's tasks start here (an HTTP request's context)
         self.engine.push_text(text)
+
+    def arm_fault(self, stage: str, mode: str) -> None:
+        """Make ``stage`` fail in this call's next turn (:mod:`oviya.faults`).
+
+        Raises:
+            ValueError: fault injection is off (``server.faults_api``), or an unknown stage/mode.
+        """
+        if self.faults is None:
+            raise ValueError("fault injection is off (server.faults_api)")
+        self.faults.arm(stage, mode)  # type: ignore[arg-type]
+        log.warning("fault armed: %s %s", stage, mode)
 
     def set_persona(self, name: str) -> None:
         """Switch this call's persona (``config/personas/<name>.yaml``) from the next reply on.
@@ -135,7 +189,7 @@ class OviyaHandler(AsyncStreamHandler):
         if name != self.engine.brain.persona_file:
             self.engine.brain.set_persona(load_persona(name), name)
             self._send({"event": "persona", "name": name, "display_name": self.engine.brain.persona.name})
-            log.info("session %s: persona %s", self.session_id, name)
+            log.info("persona %s", name)
 
     def set_memory_key(self, key: str) -> None:
         """Remember this caller across sessions under ``key`` (see :meth:`TurnEngine.set_memory_key`).
@@ -161,11 +215,14 @@ class OviyaHandler(AsyncStreamHandler):
                     self._send({"event": "error", "code": code, "message": str(e)})
 
     async def shutdown(self) -> None:
-        if self.session_id is not None:
-            self.sessions.remove(self.session_id, self)
-            self.metrics.sessions.set(len(self.sessions))
+        if self.session_id is None:
+            return
+        logs.session_id.set(self.session_id)
+        self.state.sessions.remove(self.session_id, self)
+        self.state.metrics.sessions.set(len(self.state.sessions))
+        self.state.limits.close(self.session_id)
         await self.engine.aclose()
-        log.info("session %s ended after %d turns", self.session_id, len(self.engine.records))
+        log.info("session ended after %d turns", len(self.engine.records))
 
     def _send(self, data: dict[str, Any]) -> None:
         if self.channel is not None:

@@ -18,7 +18,8 @@ from oviya.components import Components
 from oviya.config import Settings
 from oviya.engine import TurnEngine
 from oviya.events import AudioOut, ErrorEvent, TranscriptEvent, TurnDone
-from oviya.server.handler import OviyaHandler, SessionRegistry
+from oviya.server.handler import OviyaHandler
+from oviya.server.state import SessionRegistry
 
 # The browser's echo cancellation stays on for live use; tests switch it off through the same constraints.
 TRACK_CONSTRAINTS = {"echoCancellation": True, "noiseSuppression": True, "autoGainControl": True}
@@ -31,17 +32,18 @@ def _session_id(value: Any) -> str | None:
 
 def build_ui(
     handler: OviyaHandler, sessions: SessionRegistry, components: Components, settings: Settings,
-    rtc_configuration: dict[str, Any] | None,
+    rtc_configuration: Any, server_rtc_configuration: dict[str, Any] | None,
 ) -> gr.Blocks:
-    """Build the page. ``handler`` is the prototype FastRTC copies for each call."""
+    """Build the page. ``handler`` is the prototype FastRTC copies for each call; the RTC configurations are
+    :func:`oviya.server.ice.rtc_configuration`'s."""
     persona = components.persona
     with gr.Blocks(title=f"{persona.name} — realtime voice companion") as demo:
         gr.Markdown(f"## {persona.name}\nPress the microphone button and talk; {persona.name} answers aloud. "
                     "Or type below.")
         call = WebRTC(
             label="Voice call", modality="audio", mode="send-receive",
-            rtc_configuration=rtc_configuration, server_rtc_configuration=rtc_configuration,
-            track_constraints=TRACK_CONSTRAINTS, time_limit=settings.server.time_limit_s,
+            rtc_configuration=rtc_configuration, server_rtc_configuration=server_rtc_configuration,
+            track_constraints=TRACK_CONSTRAINTS,
             full_screen=False,  # the full-screen variant floats its button over the page, under other components
         )
         with gr.Row():
@@ -60,10 +62,11 @@ def build_ui(
         engine_state = gr.State(None)  # the call-less conversation of this browser tab
 
         # Persona and memory key are the stream's extra inputs: FastRTC hands their values to the call's handler.
+        # The handler ends a call after limits.max_session_s (with an error first), so no Gradio time limit.
         call.stream(fn=handler, inputs=[call, persona_choice, memory_key], outputs=[call],
-                    time_limit=settings.server.time_limit_s, concurrency_limit=settings.server.concurrency_limit)
+                    concurrency_limit=settings.limits.max_sessions)
         call.on_additional_outputs(lambda c, t: (c, t), outputs=[chat, timings],
-                                   concurrency_limit=settings.server.concurrency_limit)
+                                   concurrency_limit=settings.limits.max_sessions)
 
         pending = gr.State(None)  # a typed message for the call-less path
 

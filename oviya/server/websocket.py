@@ -3,7 +3,8 @@
 FastRTC's websocket loop reads ``receive_json()`` and indexes the result directly, so one malformed message
 (not JSON, unknown event, bad base64) ends the connection with a stack trace. :class:`ValidatingWebSocket` wraps the
 socket: each incoming message is checked against the schema below; a bad one is answered with an error event and
-skipped, and the connection goes on.
+skipped, and the connection goes on. A ``start`` the server's limits refuse is answered with an error event
+(``max_sessions``, ``max_connections_per_client``) and the socket is closed.
 
 Messages (FastRTC's protocol; audio is base64 mu-law, mono, at the handler's input rate, 16 kHz):
 ``{"event": "start", "websocket_id": str}`` · ``{"event": "media", "media": {"payload": str}}`` ·
@@ -15,10 +16,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from fastrtc.websocket import WebSocketHandler
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from oviya.server.limits import LimitExceeded
+
+POLICY_VIOLATION = 1008  # websocket close code (RFC 6455) for a refused call
+
+# fastrtc 0.0.34's WebSocketHandler sets start_up_task only on "start" but reads it when any connection ends: a
+# socket closed before its start (a refused or dropped client) raised AttributeError into the ASGI server.
+WebSocketHandler.start_up_task = None
 
 
 class _Msg(BaseModel):
@@ -61,11 +72,15 @@ class ValidatingWebSocket:
     Args:
         websocket: the accepted-or-not socket from the route.
         max_media_bytes: largest decoded audio payload (mu-law: 1 byte per sample).
+        on_start: called with the ``websocket_id`` of the ``start`` message; raises LimitExceeded to refuse.
     """
 
-    def __init__(self, websocket: WebSocket, max_media_bytes: int) -> None:
+    def __init__(self, websocket: WebSocket, max_media_bytes: int,
+                 on_start: Callable[[str], None] | None = None) -> None:
         self._ws = websocket
         self.max_media_bytes = max_media_bytes
+        self.on_start = on_start
+        self.websocket_id: str | None = None
         self._started = False
 
     def __getattr__(self, name: str) -> Any:
@@ -77,9 +92,19 @@ class ValidatingWebSocket:
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             try:
-                return self._validate(message.get("text"), message.get("bytes"))
+                msg = self._validate(message.get("text"), message.get("bytes"))
             except ValueError as e:
                 await self._ws.send_json(error_message("bad_message", str(e)))
+                continue
+            if msg["event"] == "start" and self.on_start is not None:
+                try:
+                    self.on_start(msg["websocket_id"])
+                except LimitExceeded as e:
+                    await self._ws.send_json(error_message(e.code, e.message))
+                    await self._ws.close(POLICY_VIOLATION, e.code)
+                    raise WebSocketDisconnect(POLICY_VIOLATION) from None
+                self.websocket_id = msg["websocket_id"]
+            return msg
 
     def _validate(self, text: str | None, data: bytes | None) -> dict[str, Any]:
         if text is None:
@@ -103,5 +128,7 @@ class ValidatingWebSocket:
             if len(audio) > self.max_media_bytes:
                 raise ValueError(f"media payload of {len(audio)} bytes exceeds {self.max_media_bytes}")
         if isinstance(msg, StartMsg):
+            if self._started:
+                raise ValueError("start after start: one call per connection")
             self._started = True
         return msg.model_dump()

@@ -1,0 +1,48 @@
+"""What the handler copies of one server share: live sessions, metrics, limits, the transcript store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from oviya.metrics import Metrics
+from oviya.server.limits import CallLimits
+from oviya.transcripts import TranscriptStore
+
+if TYPE_CHECKING:
+    from oviya.server.handler import OviyaHandler
+
+
+class SessionRegistry:
+    """Live handlers by connection id (``webrtc_id`` / ``websocket_id``), so typed turns reach the right call."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, OviyaHandler] = {}
+
+    def add(self, session_id: str, handler: OviyaHandler) -> None:
+        self._by_id[session_id] = handler
+
+    def remove(self, session_id: str, handler: OviyaHandler) -> None:
+        if self._by_id.get(session_id) is handler:
+            del self._by_id[session_id]
+
+    def get(self, session_id: str) -> OviyaHandler | None:
+        return self._by_id.get(session_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+@dataclass
+class ServerState:
+    """Shared by every call of one server.
+
+    Attributes:
+        faults_api: sessions get fault-injection wrappers (``server.faults_api``, tests only).
+    """
+
+    sessions: SessionRegistry
+    metrics: Metrics
+    limits: CallLimits
+    transcripts: TranscriptStore
+    faults_api: bool = False
