@@ -18,8 +18,8 @@ from eval.context import Context
 from eval.data import load_manifest
 from oviya.config import PROJECT_ROOT, load_settings
 
-# `all` runs these, in this order (webrtc last: it starts its own server process).
-TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "webrtc"]
+# `all` runs these, in this order (webrtc and load last: they start their own server processes).
+TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "webrtc", "load"]
 
 
 # The summary.json keys every run carries (null when not measured), per task.
@@ -34,6 +34,7 @@ CONTRACT = {
     "safety": ["recall", "fp_rate"],
     "persona": ["short_rate", "plain_text_rate", "emotion_label_accuracy"],
     "webrtc": ["v2v_ms_p50", "v2v_ms_p95"],
+    "load": ["by_n", "leak"],
 }
 
 

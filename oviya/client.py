@@ -118,11 +118,13 @@ class CallResult:
 
 
 async def talk(base_url: str, audio: np.ndarray, sample_rate: int = 16000, listen_s: float = 10.0,
-               until_answers: int | None = None, timeout_s: float = 60.0, token: str | None = None) -> CallResult:
+               until_answers: int | None = None, timeout_s: float = 60.0, token: str | None = None,
+               until_voiced_s: float | None = None) -> CallResult:
     """Open a WebRTC call to ``base_url``, play ``audio`` as the microphone, and record the reply.
 
     Listens until ``listen_s`` after the clip ended, or until ``until_answers`` per-turn records of answered turns
-    (a non-empty reply) arrived on the data channel, whichever comes first, within an overall ``timeout_s``. ICE
+    (a non-empty reply) arrived on the data channel, or until ``until_voiced_s`` seconds of voiced reply audio
+    arrived after the clip (then hangs up mid-reply), whichever comes first, within an overall ``timeout_s``. ICE
     servers: none (host candidates only), so with ``oviya.server.ice.restrict_ice_hosts(["127.0.0.1"])`` the call
     stays on loopback. ``token``: the server's ``OVIYA_AUTH_TOKEN``, sent as a bearer token.
 
@@ -163,6 +165,8 @@ async def talk(base_url: str, audio: np.ndarray, sample_rate: int = 16000, liste
                         pcm = f.to_ndarray().reshape(-1)
                         result.audio.append(pcm)
                         result.frames.append((now, rms_dbfs(pcm), len(pcm) / result.sample_rate))
+                    if until_voiced_s and mic.finished_at and result.voiced_s(mic.finished_at, now) >= until_voiced_s:
+                        answered.set()
             except MediaStreamError:
                 return
 

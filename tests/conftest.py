@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +75,19 @@ HARDENED_ENV = {  # a public-demo-like server: a token, tight limits, fault inje
 }
 
 
+@dataclass
+class HardenedServer:
+    url: str
+    transcripts: Path  # server.transcripts_dir
+    log: Path  # its JSON log (server.log_format: json)
+
+
 @pytest.fixture(scope="session")
-def hardened_server(tmp_path_factory):
-    """``app.py`` with :data:`HARDENED_ENV`; yields (base URL, transcripts dir)."""
+def hardened_server(tmp_path_factory) -> HardenedServer:
+    """``app.py`` with :data:`HARDENED_ENV` and JSON logs."""
     restrict_ice_hosts(["127.0.0.1"])
     tmp = tmp_path_factory.mktemp("hardened")
-    env = {**HARDENED_ENV, "OVIYA_MEMORY__DIR": str(tmp / "memory"), "OVIYA_SERVER__TRANSCRIPTS_DIR": str(tmp / "transcripts")}
+    env = {**HARDENED_ENV, "OVIYA_MEMORY__DIR": str(tmp / "memory"), "OVIYA_SERVER__LOG_FORMAT": "json",
+           "OVIYA_SERVER__TRANSCRIPTS_DIR": str(tmp / "transcripts")}
     with local_app(tmp / "app.log", env=env) as url:
-        yield url, tmp / "transcripts"
+        yield HardenedServer(url, tmp / "transcripts", tmp / "app.log")

@@ -13,6 +13,9 @@ import websockets
 
 from conftest import TOKEN
 from oviya.client import OfferRefused, talk
+from oviya.config import LimitSettings
+from oviya.server.ice import TurnConfigError, rtc_configuration
+from oviya.server.limits import CallLimits, LimitExceeded
 from wsclient import Call, live_call, ws_url
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -23,7 +26,7 @@ def client_headers(name: str) -> dict[str, str]:
 
 
 def test_http_api_needs_the_bearer_token(hardened_server):
-    url, _ = hardened_server
+    url = hardened_server.url
     with httpx.Client(base_url=url) as http:
         assert http.get("/health").status_code == 200  # open: load balancers and Spaces probe it
         for method, path, body in [("get", "/api/personas", None), ("get", "/metrics", None),
@@ -41,7 +44,7 @@ def test_http_api_needs_the_bearer_token(hardened_server):
 
 
 def test_webrtc_offer_with_the_token_gets_a_spoken_reply(hardened_server, clip):
-    url, _ = hardened_server
+    url = hardened_server.url
     audio, _ = clip("stt/alsa/Front_Center.wav")
     with pytest.raises(OfferRefused) as refused:
         asyncio.run(talk(url, audio, listen_s=1))
@@ -52,7 +55,7 @@ def test_webrtc_offer_with_the_token_gets_a_spoken_reply(hardened_server, clip):
 
 
 def test_websocket_needs_the_token_in_the_url(hardened_server):
-    url, _ = hardened_server
+    url = hardened_server.url
 
     async def run() -> tuple[dict, int]:
         async with websockets.connect(ws_url(url, "wrong")) as ws:
@@ -67,7 +70,7 @@ def test_websocket_needs_the_token_in_the_url(hardened_server):
 
 
 def test_gradio_page_asks_for_the_token_at_login(hardened_server):
-    url, _ = hardened_server
+    url = hardened_server.url
     with httpx.Client(base_url=url) as http:
         assert http.get("/config").status_code == 401  # the UI's API is closed before login
         assert http.post("/login", data={"username": "me", "password": "wrong"}).status_code == 400
@@ -76,7 +79,7 @@ def test_gradio_page_asks_for_the_token_at_login(hardened_server):
 
 
 def test_one_connection_per_client_the_second_is_refused_with_a_clear_error(hardened_server):
-    url, _ = hardened_server
+    url = hardened_server.url
     headers = client_headers("connections")
 
     async def run() -> tuple[list[dict], list[dict]]:
@@ -95,7 +98,7 @@ def test_one_connection_per_client_the_second_is_refused_with_a_clear_error(hard
 
 
 def test_turns_beyond_the_per_minute_limit_are_refused_and_recorded(hardened_server):
-    url, transcripts = hardened_server
+    url, transcripts = hardened_server.url, hardened_server.transcripts
 
     async def run() -> Call:
         async with live_call(url, TOKEN, client_headers("turns")) as (call, http):
@@ -115,7 +118,7 @@ def test_turns_beyond_the_per_minute_limit_are_refused_and_recorded(hardened_ser
 
 
 def test_a_call_is_ended_after_the_max_session_length_with_an_error_first(hardened_server):
-    url, _ = hardened_server
+    url = hardened_server.url
 
     async def run() -> Call:
         async with live_call(url, TOKEN, client_headers("long call")) as (call, http):
@@ -127,7 +130,7 @@ def test_a_call_is_ended_after_the_max_session_length_with_an_error_first(harden
 
 
 def test_speech_longer_than_the_max_utterance_is_cut_and_answered(hardened_server, clip):
-    url, _ = hardened_server
+    url = hardened_server.url
     audio, _ = clip("stt/picovoice-leopard/test.wav")  # 5.9 s of continuous reading; max_utterance_s 3
 
     async def run() -> Call:
@@ -142,3 +145,68 @@ def test_speech_longer_than_the_max_utterance_is_cut_and_answered(hardened_serve
     cut = next(t for t in call.events("turn") if t["end_reason"] == "max_length")
     assert cut["outcome"] != "continued"  # the cut holds: the rest of the speech is not merged back into it
     assert "quilter" in " ".join(t["user_text"].lower() for t in call.events("turn"))
+
+
+def test_server_logs_are_json_lines_carrying_the_session_id(hardened_server):
+    url = hardened_server.url
+
+    async def run() -> str:
+        async with live_call(url, TOKEN, client_headers("logs")) as (call, http):
+            await http.post("/api/text", json={"session_id": call.sid, "text": "Hello!"})
+            await call.wait_turns(1)
+            return call.sid
+
+    sid = asyncio.run(run())
+    lines = [json.loads(line) for line in hardened_server.log.read_text().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line["session_id"] == sid]
+    assert {"time", "level", "name", "message"} <= set(mine[0])
+    messages = " | ".join(line["message"] for line in mine)
+    assert "session started" in messages and "turn 1 answered" in messages, messages
+
+
+def limits(**kw) -> tuple[CallLimits, list[float]]:
+    now = [0.0]
+    s = {"max_sessions": 3, "max_connections_per_client": 2, "max_turns_per_minute": 2, "max_session_s": 60} | kw
+    return CallLimits(LimitSettings(**s), pending_ttl_s=30, clock=lambda: now[0]), now
+
+
+def test_call_limits_count_calls_per_client_and_forget_offers_that_never_connect():
+    lim, now = limits()
+    lim.open("a1", "1.1.1.1")
+    lim.open("a2", "1.1.1.1")
+    with pytest.raises(LimitExceeded) as e:
+        lim.open("a3", "1.1.1.1")
+    assert e.value.code == "max_connections_per_client"
+    lim.started("a1")
+    lim.open("b1", "2.2.2.2")
+    with pytest.raises(LimitExceeded) as e:
+        lim.open("c1", "3.3.3.3")
+    assert e.value.code == "max_sessions"
+    now[0] = 31.0  # a2 and b1 never started: their offers expire; a1 started and still counts
+    lim.open("c1", "3.3.3.3")
+    assert len(lim) == 2 and lim.client_of("a1") == "1.1.1.1"
+    lim.close("a1")
+    lim.started("ui-call")  # a Gradio call: its own client, counted against max_sessions
+    assert lim.client_of("ui-call") == "session:ui-call" and len(lim) == 2
+
+
+def test_turns_per_minute_slide_with_time_per_client():
+    lim, now = limits()
+    lim.open("a", "1.1.1.1")
+    lim.open("b", "1.1.1.1")
+    lim.admit_turn("a")
+    now[0] = 30.0
+    lim.admit_turn("b")  # same client: the second of its 2 turns a minute
+    with pytest.raises(LimitExceeded) as e:
+        lim.admit_turn("a")
+    assert e.value.code == "rate_limited" and "try again in 30 s" in e.value.message
+    now[0] = 60.5  # the first turn left the window
+    lim.admit_turn("a")
+
+
+def test_hf_turn_relay_without_hf_token_fails_at_start_up_with_a_clear_message(monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(TurnConfigError, match="HF_TOKEN"):
+        rtc_configuration([], "hf")
+    assert rtc_configuration(["127.0.0.1"], "hf") == ({"iceServers": []}, {"iceServers": []})  # loopback tests win
+    assert rtc_configuration([], "none") == (None, None)

@@ -50,7 +50,7 @@ def assert_session_goes_on(turns: list[dict]) -> None:
 
 
 def test_stt_raising_the_user_hears_the_not_heard_line_and_the_call_goes_on(hardened_server, clip):
-    url, _ = hardened_server
+    url = hardened_server.url
     audio, _ = clip("stt/alsa/Front_Left.wav")
 
     async def speak(call: Call, http: httpx.AsyncClient) -> None:
@@ -68,7 +68,7 @@ def test_stt_raising_the_user_hears_the_not_heard_line_and_the_call_goes_on(hard
 
 
 def test_llm_down_the_user_hears_the_fallback_line_at_once(hardened_server):
-    url, _ = hardened_server
+    url = hardened_server.url
     call, turns = fault_then_normal_turn(url, "llm", "raise", say("What should I cook tonight?"), "10.1.0.2")
     first = turns[0]
     assert first["route"] == "fallback" and first["reply_text"] == PERSONA.fallback_line, first
@@ -78,7 +78,7 @@ def test_llm_down_the_user_hears_the_fallback_line_at_once(hardened_server):
 
 
 def test_llm_hanging_mid_turn_ends_the_reply_with_what_was_said(hardened_server):
-    url, _ = hardened_server
+    url = hardened_server.url
     started = time.monotonic()
     call, turns = fault_then_normal_turn(url, "llm", "hang", say("Tell me about the sea."), "10.1.0.3")
     first = turns[0]
@@ -90,7 +90,7 @@ def test_llm_hanging_mid_turn_ends_the_reply_with_what_was_said(hardened_server)
 
 
 def test_tts_raising_the_next_voice_in_the_chain_speaks(hardened_server):
-    url, _ = hardened_server
+    url = hardened_server.url
     call, turns = fault_then_normal_turn(url, "tts", "raise", say("Good morning!"), "10.1.0.4")
     first, second = turns
     assert first["outcome"] == "answered" and first["tts_backend"] == "espeak-ng", first

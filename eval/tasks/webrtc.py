@@ -34,7 +34,7 @@ def run(ctx: Context) -> dict:
     restrict_ice_hosts(["127.0.0.1"])
     if ctx.url:
         return _measure(ctx, ctx.url, clips)
-    with local_app(ctx.out / "webrtc_app.log") as url:
+    with local_app(ctx.out / "webrtc_app.log", env={"OVIYA_SERVER__TRANSCRIPTS_DIR": str(ctx.out / "webrtc_transcripts")}) as url:
         return _measure(ctx, url, clips)
 
 

@@ -27,6 +27,7 @@ from oviya.engine import AudioFlush, TurnEngine
 from oviya.events import AudioOut, ErrorEvent, Event, StatusEvent, TranscriptEvent, TurnDone
 from oviya.faults import FaultPlan, with_faults
 from oviya.server.limits import LimitExceeded
+from oviya.server.memtrim import release_free_memory
 from oviya.server.state import ServerState
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ class OviyaHandler(AsyncStreamHandler):
         self.state.limits.close(self.session_id)
         await self.engine.aclose()
         log.info("session ended after %d turns", len(self.engine.records))
+        await asyncio.to_thread(release_free_memory)
 
     def _send(self, data: dict[str, Any]) -> None:
         if self.channel is not None:

@@ -59,6 +59,10 @@ def level_dbfs(audio: np.ndarray, frame: int) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(rms[voiced] ** 2)))) if voiced.any() else SILENCE_DB
 
 
+WARMUP_TEXT = ("Hello there, it is lovely to hear from you today, and I hope that everything you have planned for this "
+               "week goes as smoothly as you would like it to, with plenty of time left over to rest and enjoy it all.")
+
+
 class PiperTTS:
     """:class:`oviya.tts.Synthesizer` on Piper.
 
@@ -81,8 +85,9 @@ class PiperTTS:
         self.sample_rate = self._voice.config.sample_rate
         self.name = f"piper:{model.stem}"
         self._lock = threading.Lock()
-        # Warm-up: the first ONNX run is several times slower, and soxr builds its filters on first use.
-        for _ in self._chunks("Hello there.", PiperStyle(length_scale=1, noise_scale=0.667, pitch_semitones=1,
+        # Warm-up: the first ONNX run is several times slower, and soxr builds its filters on first use. A long
+        # sentence also sizes ORT's memory arena now: grown later by a long reply, it keeps that memory for good.
+        for _ in self._chunks(WARMUP_TEXT, PiperStyle(length_scale=1, noise_scale=0.667, pitch_semitones=1,
                                                           gain_db=0, pause_ms=0)):
             pass
 

@@ -1,0 +1,27 @@
+"""Load test (eval task ``load``) on a real server: N = 1, 2, 4 aiortc clients talking at once, then 50 calls that
+connect, speak, and hang up mid-reply, with the server's tasks, threads and RSS compared before and after.
+The v2v table is printed and kept in runs/test_artifacts/load/ (speed is reported, not asserted)."""
+
+import json
+
+import pytest
+
+from eval.runner import PROJECT_ROOT, make_context
+from eval.tasks import load
+
+
+@pytest.mark.timeout(1500)
+def test_concurrent_calls_are_all_answered_and_50_call_cycles_leak_nothing(settings):
+    out = PROJECT_ROOT / "runs" / "test_artifacts" / "load"
+    ctx = make_context(data=settings.eval.data_dir, out=out)
+    summary = load.run(ctx, levels=(1, 2, 4), cycles=50, rounds=2)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    for n, row in summary["by_n"].items():
+        assert row["answered"] == row["calls"] == 2 * int(n), (n, row)  # 2 rounds of n calls, every one answered
+    leak = summary["leak"]
+    assert leak["answered"] == leak["cycles"] == 50
+    assert leak["sessions_after"] == 0
+    assert leak["tasks_after"] <= leak["tasks_before"], leak
+    assert leak["threads_after"] <= leak["threads_before"], leak
+    assert leak["rss_growth_pct"] < 5.0, leak
