@@ -204,6 +204,19 @@ class ServerSettings(_Section):
         return v
 
 
+class AvatarSettings(_Section):
+    fps: int = Field(ge=1, le=60, description="video frames per second of audio")
+    width: int = Field(ge=64, le=1024)
+    height: int = Field(ge=64, le=1024)
+    mouth_floor_dbfs: float = Field(le=0, description="frame RMS at or below this keeps the mouth closed")
+    mouth_range_db: float = Field(gt=0, description="dB above the floor at which the mouth is fully open")
+    mouth_attack: float = Field(gt=0, le=1, description="share of the way to a wider mouth taken per frame")
+    mouth_release: float = Field(gt=0, le=1, description="share of the way to a narrower mouth taken per frame")
+    blink_every_s: tuple[float, float] = Field(description="a blink comes after a random gap in this range (s)")
+    blink_ms: float = Field(gt=0)
+    seed: int
+
+
 class LimitSettings(_Section):
     max_sessions: int = Field(ge=1, description="simultaneous WebRTC/websocket calls on the server")
     max_connections_per_client: int = Field(ge=1, description="simultaneous calls from one client address")
@@ -238,6 +251,7 @@ class Settings(BaseSettings):
     brain: BrainSettings
     memory: MemorySettings
     tts: TTSSettings
+    avatar: AvatarSettings
     server: ServerSettings
     limits: LimitSettings
     eval: EvalSettings

@@ -57,20 +57,31 @@ class CsmMap(_Model):
 Measure = Literal["f0", "rate", "rms"]
 
 
+class AvatarExpression(_Model):
+    brow: float = Field(ge=-1, le=1, description="eyebrow raise: -1 frown, 0 rest, 1 raised")
+    smile: float = Field(ge=-1, le=1, description="mouth-corner curve: -1 down, 1 up")
+    eyes: float = Field(ge=0.3, le=1.5, description="eye openness relative to rest")
+
+
+class AvatarMap(_Model):
+    styles: dict[str, AvatarExpression]
+
+
 class EmotionMapFile(_Model):
     """``config/emotion_map.yaml``."""
 
     piper: PiperMap
     espeak: EspeakMap
     csm: CsmMap
+    avatar: AvatarMap
     ordering: dict[Measure, list[tuple[str, str]]] = Field(
         description="pairs (lower, higher) that `python -m eval tts_style` checks")
 
 
     @model_validator(mode="after")
     def _same_labels(self) -> EmotionMapFile:
-        if not set(self.piper.styles) == set(self.espeak.styles) == set(self.csm.styles):
-            raise ValueError("piper, espeak and csm styles must name the same emotions")
+        if not set(self.piper.styles) == set(self.espeak.styles) == set(self.csm.styles) == set(self.avatar.styles):
+            raise ValueError("piper, espeak, csm and avatar styles must name the same emotions")
         if bad := {e for pair in sum(self.ordering.values(), []) for e in pair} - set(self.piper.styles):
             raise ValueError(f"ordering names emotions without a style: {sorted(bad)}")
         return self
@@ -124,4 +135,8 @@ class EmotionMap:
 
     def csm(self, emotion: str | None) -> CsmStyle:
         styles = self.current.csm.styles
+        return styles.get(emotion or self.default) or styles[self.default]
+
+    def avatar(self, emotion: str | None) -> AvatarExpression:
+        styles = self.current.avatar.styles
         return styles.get(emotion or self.default) or styles[self.default]
