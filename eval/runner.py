@@ -19,7 +19,7 @@ from eval.data import load_manifest
 from oviya.config import PROJECT_ROOT, load_settings
 
 # `all` runs these, in this order (webrtc and load last: they start their own server processes).
-TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "webrtc", "load"]
+TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "avatar", "webrtc", "load"]
 
 
 # The summary.json keys every run carries (null when not measured), per task.
@@ -35,6 +35,7 @@ CONTRACT = {
     "persona": ["short_rate", "plain_text_rate", "emotion_label_accuracy"],
     "webrtc": ["v2v_ms_p50", "v2v_ms_p95"],
     "load": ["by_n", "leak"],
+    "avatar": ["drift_ms_p95", "mouth_audio_corr", "fps"],
 }
 
 

@@ -22,12 +22,14 @@ class AvatarFrame:
         timestamp_ms: the output-timeline time of the first audio sample this frame shows (ms).
         frame_index: running count of the avatar's frames.
         mouth_open: 0 (closed) … 1 (fully open), as drawn.
+        audio_rms: RMS of the frame's audio, linear (0 … 1 of full scale); 0 for idle frames.
     """
 
     image: np.ndarray
     timestamp_ms: float
     frame_index: int
     mouth_open: float
+    audio_rms: float = 0.0
 
     @property
     def width(self) -> int:

@@ -57,7 +57,9 @@ class ProceduralAvatar:
         frames = []
         while len(self._buffer) >= n:
             chunk, self._buffer = self._buffer[:n], self._buffer[n:]
-            frames.append(self._draw(self._buffer_t_ms, self._target(chunk), emotion))
+            frame = self._draw(self._buffer_t_ms, self._target(chunk), emotion)
+            frame.audio_rms = 10 ** (rms_dbfs(chunk) / 20)
+            frames.append(frame)
             self._buffer_t_ms += 1000.0 * n / sample_rate
         return frames
 
