@@ -1,7 +1,8 @@
 """A fallback chain of chat models (after LiveKit Agents' ``FallbackAdapter``).
 
 Each reply tries the backends in order. A backend that raises, or gives no first token within
-``first_token_timeout_s``, is abandoned for this reply and the next one is asked at once; it is then skipped for
+``first_token_timeout_s`` (the last one tried: ``stall_timeout_s``), is abandoned for this reply and the next one is
+asked at once; it is then skipped for
 ``retry_after_s`` so a dead server does not cost every turn its timeout. Once a backend has produced text, the reply
 stays with it: a later error or a stall longer than ``stall_timeout_s`` ends the reply with what was said so far
 (switching voices mid-sentence would be worse). When every backend fails, :class:`LLMError` is raised and the brain
@@ -55,16 +56,20 @@ class FallbackChat:
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
         errors = []
-        for i in self._order():
+        order = self._order()
+        for i in order:
             model = self.models[i]
             it = model.stream(messages, params).__aiter__()
+            # The last backend has no one to hand over to: giving up on it after first_token_timeout_s would only
+            # trade a slow answer (an uncached prompt on a busy CPU) for the fallback line, so it gets the stall
+            # timeout instead, which still bounds a hung server.
+            timeout = self.stall_timeout_s if i == order[-1] else self.first_token_timeout_s
             try:
-                first = await asyncio.wait_for(it.__anext__(), self.first_token_timeout_s)
+                first = await asyncio.wait_for(it.__anext__(), timeout)
             except StopAsyncIteration:
                 first = None  # an empty reply is an answer, not a failure
             except (LLMError, TimeoutError, OSError) as e:
-                reason = f"no first token in {self.first_token_timeout_s:.1f} s" if isinstance(
-                    e, TimeoutError) else str(e)
+                reason = f"no first token in {timeout:.1f} s" if isinstance(e, TimeoutError) else str(e)
                 log.warning("LLM backend %s failed (%s); trying the next one", model.name, reason)
                 errors.append(f"{model.name}: {reason}")
                 self._failed_at[i] = self._clock()
