@@ -109,6 +109,15 @@ class CallResult:
         """Arrival time of the first voiced frame after ``after``."""
         return next((t for t, db, _ in self.frames if t >= after and db > VOICED_DBFS), None)
 
+    def v2v_ms(self, speech_end_s: float, within_s: float) -> float | None:
+        """Client-side voice-to-voice: the clip's end of speech (``speech_end_s`` into it) → first voiced reply
+        frame, in ms; None when no reply started within ``within_s``."""
+        if self.mic_started is None:
+            return None
+        t_end = self.mic_started + speech_end_s
+        first = self.first_voiced_at(t_end)
+        return round((first - t_end) * 1000, 1) if first is not None and first - t_end <= within_s else None
+
     def answers(self) -> list[dict]:
         """Per-turn records of turns that got a spoken reply."""
         return [e for e in self.events if e.get("event") == "turn" and e.get("reply_text")]

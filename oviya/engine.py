@@ -550,13 +550,8 @@ class TurnEngine:
         """Speak the reply: the brain's, or the ``fixed`` line (no LLM) in the persona's default emotion."""
         rec = reply.record
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
-        if fixed is None:
-            producer = asyncio.create_task(self._think(reply, clauses))
-        else:
-            rec.emotion = self.brain.persona.default_emotion
-            self._put_text(fixed, clauses)
-            clauses.put_nowait(None)
-            producer = asyncio.create_task(asyncio.sleep(0))
+        make = self._think(reply, clauses) if fixed is None else self._say(reply, fixed, clauses)
+        producer = asyncio.create_task(make)
         tts = self.c.tts.turn()
         resampler = StreamResampler(tts.sample_rate, self.out_rate, "float32")
         try:
@@ -629,6 +624,12 @@ class TurnEngine:
         finally:
             rec.llm_backend = getattr(brain.llm, "last_used", None) if rec.route == "llm" else None
             clauses.put_nowait(None)
+
+    async def _say(self, reply: _Reply, text: str, clauses: asyncio.Queue[str | None]) -> None:
+        """A fixed line instead of the brain's reply, in the persona's default emotion."""
+        reply.record.emotion = self.brain.persona.default_emotion
+        self._put_text(text, clauses)
+        clauses.put_nowait(None)
 
     def _put_text(self, text: str, clauses: asyncio.Queue[str | None]) -> None:
         chunker = ClauseChunker(self.settings.brain.clause_min_words, self.settings.brain.first_clause_min_words)

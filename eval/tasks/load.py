@@ -94,10 +94,7 @@ async def _calls_at_once(url: str, clips: list, token: str | None) -> list[dict]
             res = await talk(url, audio, listen_s=LISTEN_S, until_voiced_s=1.0, timeout_s=CALL_TIMEOUT_S, token=token)
         except RuntimeError as e:
             return {"v2v_ms": None, "error": str(e)[:200]}
-        t_end = res.mic_started + end
-        first = res.first_voiced_at(t_end)
-        return {"v2v_ms": round((first - t_end) * 1000, 1) if first is not None and first - t_end <= LISTEN_S else None,
-                "error": None}
+        return {"v2v_ms": res.v2v_ms(end, LISTEN_S), "error": None}
 
     return list(await asyncio.gather(*(one(c) for c in clips)))
 

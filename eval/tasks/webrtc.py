@@ -46,11 +46,10 @@ def _measure(ctx: Context, url: str, clips: list) -> dict:
         # keep listening after the first audio until the turn's record arrives (sent when the reply has played)
         result = asyncio.run(talk(url, audio, listen_s=RECORD_WAIT_S, until_answers=1))
         t_end = result.mic_started + bounds[1]
-        first = result.first_voiced_at(t_end)
         turn = next(iter(result.answers()), {})
         rows.append({
             "file": str(clip.path.relative_to(ctx.data)),
-            "v2v_ms": round((first - t_end) * 1000, 1) if first is not None and first - t_end <= LISTEN_S else None,
+            "v2v_ms": result.v2v_ms(bounds[1], LISTEN_S),
             "server_v2v_ms": turn.get("v2v_ms"),
             **{k: turn.get(k) for k in ("eot_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms")},
             "voiced_reply_s": round(result.voiced_s(t_end, t_end + LISTEN_S), 2),

@@ -126,17 +126,17 @@ class EmotionMap:
         return self.current
 
     def piper(self, emotion: str | None) -> PiperStyle:
-        styles = self.current.piper.styles
-        return styles.get(emotion or self.default) or styles[self.default]
+        return self._pick(self.current.piper.styles, emotion)
 
     def espeak(self, emotion: str | None) -> EspeakStyle:
-        styles = self.current.espeak.styles
-        return styles.get(emotion or self.default) or styles[self.default]
+        return self._pick(self.current.espeak.styles, emotion)
 
     def csm(self, emotion: str | None) -> CsmStyle:
-        styles = self.current.csm.styles
-        return styles.get(emotion or self.default) or styles[self.default]
+        return self._pick(self.current.csm.styles, emotion)
 
     def avatar(self, emotion: str | None) -> AvatarExpression:
-        styles = self.current.avatar.styles
+        return self._pick(self.current.avatar.styles, emotion)
+
+    def _pick(self, styles: dict, emotion: str | None):  # noqa: ANN202 - the section's style type
+        """The style of ``emotion``; the default emotion's for None or an unknown label."""
         return styles.get(emotion or self.default) or styles[self.default]
