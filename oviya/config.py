@@ -204,7 +204,25 @@ class ServerSettings(_Section):
         return v
 
 
+class LipSyncSettings(_Section):
+    url: str | None = Field(description="POST endpoint of an external lip-sync service (image + audio in, video out)")
+    image: Path | None = Field(description="face sent to the service; relative to the project root; null: the "
+                                           "procedural face")
+    window_ms: float = Field(gt=0, le=5000, description="reply audio sent per request")
+    timeout_s: float = Field(gt=0, description="a request slower than this fails the avatar for the rest of the turn")
+
+    @field_validator("image")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        return v if v is None or v.is_absolute() else (PROJECT_ROOT / v).resolve()
+
+
 class AvatarSettings(_Section):
+    enabled: bool = Field(description="calls stream video frames of the avatar")
+    backend: Literal["procedural", "lipsync"]
+    idle_fps: float = Field(gt=0, le=60, description="frames per second while Oviya listens")
+    jpeg_quality: int = Field(ge=10, le=95)
+    lipsync: LipSyncSettings
     fps: int = Field(ge=1, le=60, description="video frames per second of audio")
     width: int = Field(ge=64, le=1024)
     height: int = Field(ge=64, le=1024)
@@ -215,6 +233,12 @@ class AvatarSettings(_Section):
     blink_every_s: tuple[float, float] = Field(description="a blink comes after a random gap in this range (s)")
     blink_ms: float = Field(gt=0)
     seed: int
+
+    @model_validator(mode="after")
+    def _service_named(self) -> "AvatarSettings":
+        if self.backend == "lipsync" and not self.lipsync.url:
+            raise ValueError("avatar.backend lipsync needs avatar.lipsync.url")
+        return self
 
 
 class LimitSettings(_Section):

@@ -88,6 +88,9 @@ class TurnRecord:
         safety_category: the safety rule behind a safety route, or ``unsafe_output`` when the LLM's reply was
             replaced mid-way.
         user_emotion, emotion: the user's emotion from their words, and the emotion Oviya answered with.
+        avatar_frames: video frames of the reply (0 without an avatar, or when it fell back to audio only).
+        av_drift_ms: A/V drift of the reply's frames, p95 (ms): how long after its audio was due to sound a frame
+            was ready (0 when ready in time); see :mod:`oviya.avatar.stream`.
     """
 
     turn_id: int
@@ -118,6 +121,8 @@ class TurnRecord:
     user_emotion: str | None = None
     emotion: str | None = None
     errors: list[str] = field(default_factory=list)
+    avatar_frames: int = 0
+    av_drift_ms: float | None = None
 
     @property
     def eot_delay_ms(self) -> float | None:
@@ -155,7 +160,7 @@ class TurnRecord:
         return {
             "eot_delay_ms": self.eot_delay_ms, "stt_ms": self.stt_ms, "llm_ttft_ms": self.llm_ttft_ms,
             "first_clause_ms": self.first_clause_ms, "tts_ttfb_ms": self.tts_ttfb_ms, "v2v_ms": self.v2v_ms,
-            "barge_in_stop_ms": self.barge_in_stop_ms,
+            "barge_in_stop_ms": self.barge_in_stop_ms, "av_drift_ms": self.av_drift_ms,
         }
 
     def as_dict(self) -> dict:

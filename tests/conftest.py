@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,11 @@ import pytest
 from eval.server import local_app
 from oviya.audio import read_wav
 from oviya.components import Components, load_components
-from oviya.config import Settings, load_settings
+from oviya.config import CONFIG_DIR, Settings, load_settings
 from oviya.server.ice import restrict_ice_hosts
+from oviya.tts.styles import EmotionMap
+
+SPOKEN_REPLY = "Oh, that sounds wonderful! Tell me more about your trip to the mountains, I would love to hear it."
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +50,22 @@ def clip(settings: Settings, manifest: list[dict]):
 def components(settings: Settings) -> Components:
     """The real embedded models of the cpu profile (Silero, Whisper tiny.en, SmolLM2, Piper)."""
     return load_components(settings)
+
+
+@pytest.fixture(scope="session")
+def styles(settings: Settings) -> EmotionMap:
+    """The emotion map (config/emotion_map.yaml): voice styles and avatar expressions."""
+    return EmotionMap(CONFIG_DIR / settings.tts.emotion_map)
+
+
+@pytest.fixture(scope="session")
+def reply_audio(components: Components) -> tuple[np.ndarray, int]:
+    """:data:`SPOKEN_REPLY` spoken by the real TTS chain (Piper), joyful: (int16 mono, sample rate in Hz)."""
+
+    async def speak() -> np.ndarray:
+        return np.concatenate([c async for c in components.tts.synthesize(SPOKEN_REPLY, "joyful")])
+
+    return asyncio.run(speak()), components.tts.sample_rate
 
 
 @pytest.fixture(scope="session")

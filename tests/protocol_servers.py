@@ -69,19 +69,19 @@ def build_app(model: ChatModel, hang: bool = False) -> Starlette:
                              Route("/v1/chat/completions", openai_chat, methods=["POST"])])
 
 
-class LocalServer:
-    """Serve :func:`build_app` on 127.0.0.1 at a free port in a background thread. Use as a context manager."""
+class LoopbackServer:
+    """Serve an ASGI ``app`` on 127.0.0.1 at a free port in a background thread. Use as a context manager."""
 
-    def __init__(self, model: ChatModel, hang: bool = False) -> None:
+    def __init__(self, app: Starlette) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(build_app(model, hang), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> "LoopbackServer":
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -94,3 +94,10 @@ class LocalServer:
         self._server.should_exit = True
         self._server.force_exit = True  # a hanging request would otherwise hold shutdown
         self._thread.join(5)
+
+
+class LocalServer(LoopbackServer):
+    """:func:`build_app` (Ollama + OpenAI protocols over ``model``) as a :class:`LoopbackServer`."""
+
+    def __init__(self, model: ChatModel, hang: bool = False) -> None:
+        super().__init__(build_app(model, hang))

@@ -1,30 +1,9 @@
 """The procedural avatar on real TTS audio (Piper): frames follow the voice, stay idle while listening, stop at once."""
 
-import asyncio
-
 import numpy as np
 import pytest
 
 from oviya.avatar.procedural import ProceduralAvatar, render_face
-from oviya.config import CONFIG_DIR
-from oviya.tts.styles import EmotionMap
-
-SENTENCE = "Oh, that sounds wonderful! Tell me more about your trip to the mountains, I would love to hear it."
-
-
-@pytest.fixture(scope="module")
-def styles(settings) -> EmotionMap:
-    return EmotionMap(CONFIG_DIR / settings.tts.emotion_map)
-
-
-@pytest.fixture(scope="module")
-def reply_audio(components) -> tuple[np.ndarray, int]:
-    """A sentence spoken by the real TTS chain (Piper), int16 mono."""
-
-    async def speak() -> np.ndarray:
-        return np.concatenate([c async for c in components.tts.synthesize(SENTENCE, "joyful")])
-
-    return asyncio.run(speak()), components.tts.sample_rate
 
 
 def speak_in_chunks(avatar: ProceduralAvatar, audio: np.ndarray, rate: int, t0_ms: float, chunk_ms: float = 60):
@@ -32,7 +11,7 @@ def speak_in_chunks(avatar: ProceduralAvatar, audio: np.ndarray, rate: int, t0_m
     n = int(rate * chunk_ms / 1000)
     frames = []
     for i in range(0, len(audio), n):
-        frames += avatar.speak(audio[i : i + n], rate, t0_ms + 1000 * i / rate, "joyful")
+        frames += avatar.draw(audio[i : i + n], rate, t0_ms + 1000 * i / rate, "joyful")
     return frames
 
 
@@ -43,7 +22,6 @@ def test_mouth_follows_the_voice_and_frames_carry_their_audio_time(settings, sty
     step = 1000 / settings.avatar.fps
     assert len(frames) == len(audio) * settings.avatar.fps // rate
     assert [f.timestamp_ms for f in frames] == pytest.approx([1000.0 + k * step for k in range(len(frames))], abs=0.5)
-    assert [f.frame_index for f in frames] == list(range(len(frames)))
     assert frames[0].image.shape == (settings.avatar.height, settings.avatar.width, 3) and frames[0].image.dtype == np.uint8
     n = rate // settings.avatar.fps
     rms = [float(np.sqrt(np.mean((audio[k * n : (k + 1) * n] / 32768.0) ** 2))) for k in range(len(frames))]

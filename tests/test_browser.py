@@ -42,7 +42,7 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
     mic = settings.eval.data_dir / UTTERANCE
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-    async def run() -> tuple[list[str], list[str], int, bool]:
+    async def run() -> tuple[list[str], list[str], int, bool, int | None]:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(mic), headless=True)
             page = await browser.new_page()
@@ -66,12 +66,16 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
                 await asyncio.sleep(1)  # the reply plays out; its turn record then fills the timings panel
             timings_shown = "v2v_ms" in await page.inner_text("body")
             received = await inbound_audio_bytes(page)
+            # the avatar beside the transcript: the call's MJPEG stream, decoded by the browser
+            avatar_width = await page.evaluate("""() => {
+                const img = document.querySelector('img[src^="/avatar/"]'); return img ? img.naturalWidth : null; }""")
             await page.screenshot(path=str(ARTIFACTS / "browser_call.png"), full_page=True)
             await browser.close()
-            return user, bot, received, timings_shown
+            return user, bot, received, timings_shown, avatar_width
 
-    user, bot, received, timings_shown = asyncio.run(run())
+    user, bot, received, timings_shown, avatar_width = asyncio.run(run())
     assert any("platforms" in u.lower() for u in user), user  # the user's words in the transcript
     assert bot and len(bot[0].split()) >= 2, bot  # Oviya's reply text
     assert received > 10_000  # reply audio arrived over WebRTC (Opus at ~32 kbit/s: > 2 s of audio)
     assert timings_shown  # the turn's timing record reached the page
+    assert avatar_width == settings.avatar.width  # the avatar's frames are showing

@@ -35,6 +35,10 @@ def test_bad_values_are_rejected(monkeypatch):
     monkeypatch.setenv("OVIYA_VAD__THRESHOLD", "0.3")  # below neg_threshold 0.35
     with pytest.raises(ValidationError, match="neg_threshold"):
         load_settings()
+    monkeypatch.setenv("OVIYA_VAD__THRESHOLD", "0.5")
+    monkeypatch.setenv("OVIYA_AVATAR__BACKEND", "lipsync")  # without avatar.lipsync.url
+    with pytest.raises(ValidationError, match="lipsync.url"):
+        load_settings()
 
 
 def test_persona_file_loads_and_builds_a_system_prompt():

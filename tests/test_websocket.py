@@ -20,7 +20,11 @@ def ws_url(base: str) -> str:
 
 
 async def next_json(ws, timeout: float = 5.0) -> dict:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    """The next message, past the avatar's announcement and video frames."""
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if msg.get("type") != "oviya" or msg["data"]["event"] not in ("avatar", "video_frame"):
+            return msg
 
 
 def test_garbage_gets_error_events_and_the_connection_survives(app_server):

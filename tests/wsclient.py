@@ -35,7 +35,8 @@ class Call:
 
     Attributes:
         sid: the websocket_id (the session id for the HTTP API).
-        messages: everything received, in order.
+        messages: everything received, in order, except avatar frames.
+        frames: ``video_frame`` events (their base64 image decoded into ``jpeg``), in order.
     """
 
     def __init__(self, base: str, token: str | None = None, headers: dict[str, str] | None = None) -> None:
@@ -43,6 +44,7 @@ class Call:
         self.headers = headers or {}
         self.sid = uuid.uuid4().hex
         self.messages: list[dict] = []
+        self.frames: list[dict] = []
         self.closed = asyncio.Event()
 
     async def __aenter__(self) -> "Call":
@@ -58,7 +60,12 @@ class Call:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                self.messages.append(json.loads(raw))
+                message = json.loads(raw)
+                data = message.get("data") if isinstance(message, dict) else None
+                if isinstance(data, dict) and data.get("event") == "video_frame":
+                    self.frames.append({**data, "jpeg": base64.b64decode(data.pop("data"))})
+                else:
+                    self.messages.append(message)
         except websockets.ConnectionClosed:
             pass
         finally:

@@ -1,11 +1,16 @@
-"""``avatar``: the procedural avatar driven by real replies of the turn engine, on the real-time clock.
+"""``avatar``: the call's avatar stream driven by real replies of the turn engine, on the real-time clock, and what
+it costs in voice-to-voice latency.
 
-Each ``stt`` utterance is played in real time into a fresh engine; every reply audio frame the engine releases is
-handed to :class:`~oviya.avatar.procedural.ProceduralAvatar` as it comes (as an app would), and each video frame is
-stamped with the audio time it shows. A frame can be shown at its timestamp if it is ready by then, so its A/V drift
-is ``max(0, ready − timestamp)`` in ms (the engine releases audio ``audio.output_lead_ms`` early, which is the
-renderer's budget). ``mouth_audio_corr``: Pearson correlation of mouth openness with the frame's audio RMS over all
-reply frames; ``fps``: frames per second of reply audio; ``render_ms_p50``: time to draw one frame.
+Each ``stt`` utterance is played in real time into a fresh engine twice, once with an
+:class:`~oviya.avatar.stream.AvatarStream` beside it (as the app runs it: reply audio handed over as the engine
+releases it, idle frames between, every frame drawn and JPEG-encoded on the same event loop) and once without; the
+order alternates per clip so slow drifts of this machine's load fall on both. Reported:
+
+- ``drift_ms_p95``: A/V drift of the reply frames (``max(0, ready − due)``, :mod:`oviya.avatar.stream`), p95.
+- ``mouth_audio_corr``: Pearson correlation of each reply frame's mouth openness with the RMS of its 1 / fps s of
+  reply audio (located by the frame's ``audio_ms``).
+- ``fps``: reply frames per second of reply audio; ``frame_ms_p50``: drawing + encoding time per frame.
+- ``v2v_ms_p50_on`` / ``v2v_ms_p50_off`` and ``v2v_overhead`` (on / off − 1): the avatar's cost in latency.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from tqdm import tqdm
 
 from eval.context import Context
 from eval.stats import percentile
-from oviya.avatar.procedural import ProceduralAvatar
+from oviya.audio import to_float32
+from oviya.avatar.stream import AvatarStream, VideoFrame, make_avatar
 from oviya.config import CONFIG_DIR
 from oviya.engine import AudioFlush, TurnEngine
 from oviya.events import AudioOut, TranscriptEvent, TurnDone
@@ -28,12 +34,20 @@ FRAME_S = 0.02
 REPLY_TIMEOUT_S = 20.0
 
 
-async def one_turn(ctx: Context, audio: np.ndarray, avatar: ProceduralAvatar) -> dict:
-    """Play ``audio`` into a fresh engine until its first answered turn; the avatar's frames and timings."""
+async def one_turn(ctx: Context, audio: np.ndarray, with_avatar: bool) -> dict:
+    """Play ``audio`` into a fresh engine until its first answered turn; its v2v, and the avatar's frames."""
     n = int(16000 * FRAME_S)
-    frames, drift, render_ms, reply_s = [], [], [], 0.0
-    emotion = None
+    frames: list[VideoFrame] = []
+    frame_ms: list[float] = []
+    pcm: list[np.ndarray] = []
+    emotion, audio_ms, v2v = None, 0.0, None
     async with TurnEngine(ctx.components(), ctx.settings) as engine:
+        video = None
+        if with_avatar:
+            av = ctx.settings.avatar
+            avatar = make_avatar(av, EmotionMap(CONFIG_DIR / ctx.settings.tts.emotion_map))
+            video = AvatarStream(av, avatar, engine.clock, frames.append)
+            idle = asyncio.create_task(video.run())
         loop = asyncio.get_running_loop()
         start, k, done = loop.time(), 0, False
         while not done and k * FRAME_S < len(audio) / 16000 + REPLY_TIMEOUT_S:
@@ -43,21 +57,30 @@ async def one_turn(ctx: Context, audio: np.ndarray, avatar: ProceduralAvatar) ->
                 if isinstance(ev, TranscriptEvent) and ev.role == "assistant":
                     emotion = ev.emotion
                 elif isinstance(ev, AudioOut):
-                    t0 = time.perf_counter()
-                    new = avatar.speak(ev.pcm, ev.sample_rate, ev.due * 1000, emotion)
-                    if new:
-                        render_ms.append((time.perf_counter() - t0) * 1000 / len(new))
-                    ready_ms = engine.clock.now() * 1000
-                    drift += [max(0.0, ready_ms - f.timestamp_ms) for f in new]
-                    frames += new
-                    reply_s += len(ev.pcm) / ev.sample_rate
-                elif isinstance(ev, AudioFlush):
-                    avatar.stop()
+                    if video is not None:
+                        before, t0 = len(frames), time.perf_counter()
+                        video.on_audio(ev, emotion, audio_ms)
+                        new = sum(f.speaking for f in frames[before:])
+                        if new:
+                            frame_ms.append((time.perf_counter() - t0) * 1000 / new)
+                    audio_ms += 1000.0 * len(ev.pcm) / ev.sample_rate
+                    pcm.append(ev.pcm)
+                elif isinstance(ev, AudioFlush) and video is not None:
+                    video.flush()
                 elif isinstance(ev, TurnDone) and ev.record.outcome == "answered":
-                    done = True
+                    done, v2v = True, ev.record.v2v_ms
             await asyncio.sleep(max(0.0, start + k * FRAME_S - loop.time()))
-    avatar.stop()
-    return {"frames": frames, "drift_ms": drift, "render_ms": render_ms, "reply_s": reply_s}
+        if video is not None:
+            idle.cancel()
+            await asyncio.gather(idle, return_exceptions=True)
+        out_rate = engine.out_rate
+    reply = to_float32(np.concatenate(pcm)) if pcm else np.zeros(0, np.float32)
+    speaking = [f for f in frames if f.speaking]
+    step = int(out_rate / ctx.settings.avatar.fps)
+    rms = [float(np.sqrt(np.mean(np.square(seg)))) if len(seg := reply[int(f.audio_ms * out_rate / 1000):][:step])
+           else 0.0 for f in speaking]
+    return {"v2v_ms": v2v, "frames": speaking, "rms": rms, "idle_frames": len(frames) - len(speaking),
+            "frame_ms": frame_ms, "reply_s": len(reply) / out_rate}
 
 
 def run(ctx: Context) -> dict:
@@ -65,23 +88,34 @@ def run(ctx: Context) -> dict:
     clips = clips[: ctx.limit(default=8, quick=2)]
     if not clips:
         return {"skipped": "no stt clips", "drift_ms_p95": None, "mouth_audio_corr": None, "fps": None}
-    avatar = ProceduralAvatar(ctx.settings.avatar, EmotionMap(CONFIG_DIR / ctx.settings.tts.emotion_map))
-    rows, frames, drift, render_ms, reply_s = [], [], [], [], 0.0
-    for clip in tqdm(clips, desc="avatar", file=ctx.progress):
-        r = asyncio.run(one_turn(ctx, clip.audio(), avatar))
+    rows, frames, rms, frame_ms, reply_s = [], [], [], [], 0.0
+    v2v: dict[bool, list[float]] = {True: [], False: []}
+    for i, clip in enumerate(tqdm(clips, desc="avatar", file=ctx.progress)):
+        order = (True, False) if i % 2 == 0 else (False, True)
+        runs = {w: asyncio.run(one_turn(ctx, clip.audio(), w)) for w in order}
+        for w, r in runs.items():
+            if r["v2v_ms"] is not None:
+                v2v[w].append(r["v2v_ms"])
+        r = runs[True]
         frames += r["frames"]
-        drift += r["drift_ms"]
-        render_ms += r["render_ms"]
+        rms += r["rms"]
+        frame_ms += r["frame_ms"]
         reply_s += r["reply_s"]
         rows.append({"file": str(clip.path.relative_to(ctx.data)), "frames": len(r["frames"]),
-                     "reply_s": round(r["reply_s"], 2), "drift_ms_p95": percentile(r["drift_ms"], 95)})
+                     "idle_frames": r["idle_frames"], "reply_s": round(r["reply_s"], 2),
+                     "drift_ms_p95": percentile([f.drift_ms for f in r["frames"]], 95),
+                     "v2v_ms_on": r["v2v_ms"], "v2v_ms_off": runs[False]["v2v_ms"]})
     ctx.write_rows("avatar", rows)
-    mouth = np.array([f.mouth_open for f in frames])
-    rms = np.array([f.audio_rms for f in frames])
-    corr = float(np.corrcoef(mouth, rms)[0, 1]) if len(frames) > 2 and mouth.std() > 0 and rms.std() > 0 else None
+    drift = [f.drift_ms for f in frames]
+    mouth = np.array([f.mouth_open for f in frames], float)
+    level = np.array(rms)
+    corr = float(np.corrcoef(mouth, level)[0, 1]) if len(frames) > 2 and mouth.std() > 0 and level.std() > 0 else None
+    on, off = percentile(v2v[True], 50), percentile(v2v[False], 50)
     return {
         "drift_ms_p95": percentile(drift, 95), "drift_ms_max": round(max(drift), 1) if drift else None,
         "mouth_audio_corr": round(corr, 3) if corr is not None else None,
         "fps": round(len(frames) / reply_s, 2) if reply_s else None,
-        "render_ms_p50": percentile(render_ms, 50), "frames": len(frames), "turns": len(rows),
+        "frame_ms_p50": percentile(frame_ms, 50), "frames": len(frames), "turns": len(rows),
+        "v2v_ms_p50_on": on, "v2v_ms_p50_off": off,
+        "v2v_overhead": round(on / off - 1, 3) if on and off else None,
     }

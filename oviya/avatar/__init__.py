@@ -1,8 +1,9 @@
 """The talking avatar: video frames in sync with Oviya's reply audio.
 
-An avatar turns reply audio, as it is produced, into frames stamped with the audio time they belong to, and draws
-idle frames while Oviya listens. Backends: ``procedural`` (a 2D face drawn with Pillow, mouth driven by the audio
-envelope; oviya/avatar/procedural.py).
+An avatar turns reply audio, as it is released, into frames stamped with the audio time they show, and draws idle
+frames while Oviya listens. Backends behind :class:`Avatar`: ``procedural`` (a 2D face drawn with Pillow on this
+CPU, mouth driven by the audio envelope; ``procedural.py``) and ``lipsync`` (an external lip-sync service by URL;
+``lipsync.py``). :class:`~oviya.avatar.stream.AvatarStream` drives either one for a call.
 """
 
 from __future__ import annotations
@@ -19,17 +20,14 @@ class AvatarFrame:
 
     Attributes:
         image: ``np.ndarray[uint8]`` shape (height, width, 3), RGB.
-        timestamp_ms: the output-timeline time of the first audio sample this frame shows (ms).
-        frame_index: running count of the avatar's frames.
-        mouth_open: 0 (closed) … 1 (fully open), as drawn.
-        audio_rms: RMS of the frame's audio, linear (0 … 1 of full scale); 0 for idle frames.
+        timestamp_ms: the time of the first audio sample this frame shows (ms, on the timeline of ``speak``'s
+            ``t_ms``); for an idle frame, the time it was drawn for.
+        mouth_open: 0 (closed) … 1 (fully open) as drawn; None when a service drew it.
     """
 
     image: np.ndarray
     timestamp_ms: float
-    frame_index: int
-    mouth_open: float
-    audio_rms: float = 0.0
+    mouth_open: float | None
 
     @property
     def width(self) -> int:
@@ -40,20 +38,34 @@ class AvatarFrame:
         return self.image.shape[0]
 
 
+class AvatarError(RuntimeError):
+    """A backend failed; the caller goes on without frames (audio only) until its next turn."""
+
+
 class Avatar(Protocol):
-    """Frames for reply audio (``speak``), for listening (``idle``), and an immediate stop on barge-in."""
+    """Frames for reply audio (``speak``, ``finish``), for listening (``idle``), and an immediate stop on barge-in."""
 
     fps: int
 
-    def speak(self, pcm: np.ndarray, sample_rate: int, t_ms: float, emotion: str | None) -> list[AvatarFrame]:
-        """Frames for ``pcm`` (``np.ndarray[int16]`` shape (n,), mono) whose first sample plays at ``t_ms``: one per
-        whole ``1000 / fps`` ms of audio received so far (a remainder waits for the next call)."""
+    async def speak(self, pcm: np.ndarray, sample_rate: int, t_ms: float, emotion: str | None) -> list[AvatarFrame]:
+        """Hand over reply audio (``np.ndarray[int16]`` shape (n,), mono) whose first sample sounds at ``t_ms``;
+        returns the frames it completes: one per whole ``1000 / fps`` ms of continuous audio received (audio that
+        does not continue the previous call's starts a new run). Raises AvatarError."""
+        ...
+
+    async def finish(self) -> list[AvatarFrame]:
+        """The reply audio paused or ended: frames for what is still buffered, if the backend draws partial runs.
+        Raises AvatarError."""
         ...
 
     def idle(self, t_ms: float, emotion: str | None = None) -> AvatarFrame:
-        """A listening frame at ``t_ms``: mouth closed, blinks and idle motion."""
+        """A listening frame at ``t_ms``: mouth closed."""
         ...
 
     def stop(self) -> None:
         """Barge-in: drop buffered audio; the next frame has the mouth closed."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
         ...

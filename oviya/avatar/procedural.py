@@ -42,13 +42,16 @@ class ProceduralAvatar:
         self._buffer = np.zeros(0, np.int16)
         self._buffer_rate = 0
         self._buffer_t_ms: float | None = None  # timeline time of the buffer's first sample
-        self._index = 0
 
     @property
     def frame_ms(self) -> float:
         return 1000.0 / self.fps
 
-    def speak(self, pcm: np.ndarray, sample_rate: int, t_ms: float, emotion: str | None) -> list[AvatarFrame]:
+    async def speak(self, pcm: np.ndarray, sample_rate: int, t_ms: float, emotion: str | None) -> list[AvatarFrame]:
+        return self.draw(pcm, sample_rate, t_ms, emotion)
+
+    def draw(self, pcm: np.ndarray, sample_rate: int, t_ms: float, emotion: str | None) -> list[AvatarFrame]:
+        """:meth:`speak`, synchronously: drawing takes ~1 ms a frame (``python -m eval avatar``), no need to await."""
         expected = None if self._buffer_t_ms is None else self._buffer_t_ms + 1000.0 * len(self._buffer) / sample_rate
         if expected is None or sample_rate != self._buffer_rate or abs(t_ms - expected) > self.frame_ms / 2:
             self._buffer, self._buffer_rate, self._buffer_t_ms = np.zeros(0, np.int16), sample_rate, t_ms  # a new run
@@ -57,11 +60,12 @@ class ProceduralAvatar:
         frames = []
         while len(self._buffer) >= n:
             chunk, self._buffer = self._buffer[:n], self._buffer[n:]
-            frame = self._draw(self._buffer_t_ms, self._target(chunk), emotion)
-            frame.audio_rms = 10 ** (rms_dbfs(chunk) / 20)
-            frames.append(frame)
+            frames.append(self._draw(self._buffer_t_ms, self._target(chunk), emotion))
             self._buffer_t_ms += 1000.0 * n / sample_rate
         return frames
+
+    async def finish(self) -> list[AvatarFrame]:
+        return []  # a remainder under one frame is the reply's silent tail
 
     def idle(self, t_ms: float, emotion: str | None = None) -> AvatarFrame:
         return self._draw(t_ms, 0.0, emotion)
@@ -69,6 +73,9 @@ class ProceduralAvatar:
     def stop(self) -> None:
         self._buffer, self._buffer_t_ms = np.zeros(0, np.int16), None
         self._mouth = 0.0
+
+    async def aclose(self) -> None:
+        pass
 
     def _target(self, chunk: np.ndarray) -> float:
         level = rms_dbfs(chunk)
@@ -89,9 +96,7 @@ class ProceduralAvatar:
         expr = self.styles.avatar(emotion)
         image = render_face(self.s.width, self.s.height, self._mouth, expr, self._eyes_closed(t_ms),
                             bob=math.sin(2 * math.pi * t_ms / 1000.0 / BOB_PERIOD_S))
-        frame = AvatarFrame(image, t_ms, self._index, self._mouth)
-        self._index += 1
-        return frame
+        return AvatarFrame(image, t_ms, self._mouth)
 
 
 def render_face(width: int, height: int, mouth_open: float, expr: AvatarExpression, eyes_closed: bool,

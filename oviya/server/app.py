@@ -1,10 +1,12 @@
 """The FastAPI server: Gradio page at ``/``, FastRTC ``POST /webrtc/offer`` and ``WS /websocket/offer`` for API
-clients, ``GET /api/session/{id}`` (a live call's state), ``POST /api/text`` for typed turns into a live call, ``GET /api/personas`` and ``POST /api/persona`` to switch
-a live call's persona, ``POST /api/memory`` to remember a caller across sessions, ``GET /health``, ``GET /metrics``
+clients, ``GET /api/session/{id}`` (a live call's state and avatar URL), ``POST /api/text`` for typed turns into a
+live call, ``GET /api/personas`` and ``POST /api/persona`` to switch a live call's persona, ``POST /api/memory`` to
+remember a caller across sessions, ``GET /avatar/{key}`` (a call's avatar as MJPEG), ``GET /health``, ``GET /metrics``
 (Prometheus), and with ``server.faults_api`` ``POST /api/faults`` (fault injection for tests).
 
-With ``OVIYA_AUTH_TOKEN`` set, everything but ``/health`` needs the token (:mod:`oviya.server.auth`). Errors are JSON
-``{"detail": message, "code": code}`` (validation errors: FastAPI's ``{"detail": [...]}``); limits answer 429/503.
+With ``OVIYA_AUTH_TOKEN`` set, everything but ``/health`` and ``/avatar/{key}`` (a secret per-call key) needs the
+token (:mod:`oviya.server.auth`). Errors are JSON ``{"detail": message, "code": code}`` (validation errors:
+FastAPI's ``{"detail": [...]}``); limits answer 429/503.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import gradio as gr
 from aiortc.sdp import SessionDescription
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastrtc import Stream
 from fastrtc.stream import Body
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -34,6 +36,7 @@ from oviya.server.auth import TokenAuth
 from oviya.server.handler import OviyaHandler
 from oviya.server.ice import restrict_ice_hosts, rtc_configuration
 from oviya.server.limits import CallLimits, LimitExceeded
+from oviya.server.mjpeg import MEDIA_TYPE, FrameHub
 from oviya.server.state import ServerState, SessionRegistry
 from oviya.server.ui import build_ui
 from oviya.server.websocket import POLICY_VIOLATION, ValidatingWebSocket, error_message
@@ -119,7 +122,7 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
     rtc, server_rtc = rtc_configuration(srv.ice_hosts, srv.turn)
     auth = TokenAuth(settings.auth_token)
     state = ServerState(SessionRegistry(), Metrics(), CallLimits(lim), TranscriptStore(srv.transcripts_dir),
-                        faults_api=srv.faults_api)
+                        FrameHub(), faults_api=srv.faults_api)
     sessions, limits = state.sessions, state.limits
     handler = OviyaHandler(components, settings, state)
     stream = Stream(
@@ -217,13 +220,22 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
         except (ValueError, FileNotFoundError) as e:
             raise HTTPException(422, str(e)) from e
 
+    @app.get("/avatar/{key}")
+    async def avatar_stream(key: str) -> StreamingResponse:
+        """A live call's avatar as MJPEG; ``key`` comes in the call's ``avatar`` event (no token: see mjpeg.py)."""
+        if key not in state.frames:
+            raise HTTPException(404, "no live avatar stream with this key")
+        return StreamingResponse(state.frames.stream(key), media_type=MEDIA_TYPE,
+                                 headers={"Cache-Control": "no-store"})
+
     @app.get("/api/session/{session_id}", dependencies=protected)
     async def session_status(session_id: str) -> dict:
         live = sessions.get(session_id)
         if live is None:
             raise HTTPException(404, f"no live session {session_id!r}")
         return {"session_id": session_id, "state": live.engine.state, "turns": len(live.engine.records),
-                "persona": live.engine.brain.persona_file}
+                "persona": live.engine.brain.persona_file,
+                "avatar_url": f"/avatar/{live.avatar_key}" if live.avatar_key else None}
 
     @app.post("/api/text", dependencies=protected)
     async def text_turn(turn: TextTurn) -> dict:

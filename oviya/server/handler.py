@@ -2,14 +2,24 @@
 
 Frames from FastRTC (resampled by it to 16 kHz mono int16) go to :meth:`TurnEngine.push_audio`; engine events come
 back through ``emit``: audio as ``(24000, int16 frame)``, everything else both as Gradio ``AdditionalOutputs``
-(transcript + timings for the UI) and as a JSON message on the data channel / websocket for API clients::
+(transcript + timings + avatar view for the UI) and as a JSON message on the data channel / websocket for API
+clients::
 
-    {"type": "oviya", "data": {"event": "transcript" | "status" | "turn" | "error", ...}}
+    {"type": "oviya", "data": {"event": "transcript" | "status" | "turn" | "error" | "avatar", ...}}
+
+With ``avatar.enabled`` each call also has an avatar video (:mod:`oviya.avatar.stream`): announced at the start by
+``{"event": "avatar", "state": "on", "stream_url": "/avatar/<key>", "fps", "width", "height"}``, shown as MJPEG at
+that URL, and on the websocket sent frame by frame as ``video_frame`` events (``timestamp_ms``, ``frame_index``,
+``width``, ``height``, ``speaking``, ``mouth_open``, ``audio_ms``, ``format: "jpeg"``, ``data``: base64 JPEG). The
+data channel of a WebRTC call does not carry frames (the MJPEG URL does). A lip-sync service failure sends
+``{"event": "avatar", "state": "audio_only", "reason"}``; the turn goes on without frames.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import html
 import json
 import logging
 import time
@@ -20,6 +30,7 @@ from fastrtc import AdditionalOutputs, AsyncStreamHandler, CloseStream, get_curr
 
 from oviya import logs
 from oviya.audio import AudioFormatError
+from oviya.avatar.stream import AvatarStream, VideoFrame, make_avatar
 from oviya.brain.persona import load_persona
 from oviya.components import Components
 from oviya.config import Settings
@@ -48,6 +59,12 @@ def event_message(event: Event) -> dict[str, Any] | None:
     if isinstance(event, ErrorEvent):
         return {"event": "error", "code": event.code, "message": event.message}
     return None
+
+
+def _log_crash(task: asyncio.Task) -> None:
+    """The avatar is an extra: if its task dies the call goes on, and the log says why."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("avatar stopped: %r", task.exception())
 
 
 class OviyaHandler(AsyncStreamHandler):
@@ -79,6 +96,12 @@ class OviyaHandler(AsyncStreamHandler):
         self._deadline = float("inf")
         self._websocket: Any = None
         self._closing: dict[str, str] | None = None  # the error sent before the stream is closed
+        self.video: AvatarStream | None = None
+        self.avatar_key: str | None = None
+        self._video_task: asyncio.Task | None = None
+        self._audio_ms = 0.0  # reply audio handed to the transport so far (ms)
+        self._reply_emotion: str | None = None
+        self._avatar_view: str | None = None  # HTML for the page's avatar box, sent once with the next UI update
 
     def copy(self) -> "OviyaHandler":
         return OviyaHandler(self.components, self.settings, self.state)
@@ -95,10 +118,34 @@ class OviyaHandler(AsyncStreamHandler):
             self._closing = {"event": "error", "code": e.code, "message": e.message}
             return
         await self.engine.start()
+        if self.settings.avatar.enabled:
+            self._start_video()
         self._deadline = time.monotonic() + self.settings.limits.max_session_s
         self.state.sessions.add(self.session_id, self)
         self.state.metrics.sessions.set(len(self.state.sessions))
         log.info("session started (client %s)", self.state.limits.client_of(self.session_id))
+
+    def _start_video(self) -> None:
+        av = self.settings.avatar
+        self.video = AvatarStream(av, make_avatar(av, self.components.tts.styles), self.engine.clock,
+                                  self._on_video_frame, on_fallback=self._on_avatar_fallback)
+        self.avatar_key = self.state.frames.open()
+        self._video_task = asyncio.create_task(self.video.run())
+        self._video_task.add_done_callback(_log_crash)
+        url = f"/avatar/{self.avatar_key}"
+        self._send({"event": "avatar", "state": "on", "stream_url": url, "fps": av.fps, "width": av.width,
+                    "height": av.height})
+        if self._websocket is None:  # a WebRTC call: maybe the Gradio page's
+            self._avatar_view = (f'<img src="{html.escape(url)}" width="{av.width}" height="{av.height}" '
+                                 f'alt="{html.escape(self.engine.brain.persona.name)}" style="border-radius:12px">')
+
+    def _on_video_frame(self, frame: VideoFrame) -> None:
+        self.state.frames.publish(self.avatar_key or "", frame, (frame.timestamp_ms - self.video.now_ms()) / 1000)
+        if self._websocket is not None:
+            self._send(frame.message() | {"data": base64.b64encode(frame.jpeg).decode()})
+
+    def _on_avatar_fallback(self, reason: str) -> None:
+        self._send({"event": "avatar", "state": "audio_only", "reason": reason})
 
     def _admit_turn(self) -> tuple[str, str] | None:
         try:
@@ -135,22 +182,44 @@ class OviyaHandler(AsyncStreamHandler):
                     pass
             return CloseStream(self._closing["message"])
         self._follow_ui_inputs()
+        if self._avatar_view is not None:  # the page's avatar box gets the call's stream first
+            return self._ui_update()
         event = await self.engine.next_event(EMIT_POLL_S)
         if event is None:
             return None
         if isinstance(event, AudioOut):
+            if self.video is not None:
+                self.video.on_audio(event, self._reply_emotion, self._audio_ms)
+            self._audio_ms += 1000.0 * len(event.pcm) / event.sample_rate
             return (event.sample_rate, event.pcm)
         if isinstance(event, AudioFlush):
             self.clear_queue()
+            if self.video is not None:
+                self.video.flush()
             return None
+        if isinstance(event, TranscriptEvent) and event.role == "assistant":
+            self._reply_emotion = event.emotion
         if isinstance(event, TurnDone):
+            self._close_video_turn(event)
             await self._record_turn(event)
         message = event_message(event)
         if message is not None:
             self._send(message)
-        if self._update_chat(event):
-            return AdditionalOutputs(list(self.chat), dict(self.last_timings))
-        return None
+        return self._ui_update() if self._update_chat(event) else None
+
+    def _ui_update(self) -> AdditionalOutputs:
+        """Transcript, timings and (once, None after) the avatar view for the Gradio page."""
+        view, self._avatar_view = self._avatar_view, None
+        return AdditionalOutputs(list(self.chat), dict(self.last_timings), view)
+
+    def _close_video_turn(self, event: TurnDone) -> None:
+        """The reply's frame count and A/V drift into its record; a lip-sync failure into its errors."""
+        if self.video is None or event.record.outcome == "continued":
+            return
+        rec = event.record
+        rec.avatar_frames, rec.av_drift_ms, failure = self.video.end_turn()
+        if failure is not None:
+            rec.errors.append(f"avatar: {failure}")
 
     async def _record_turn(self, event: TurnDone) -> None:
         """Metrics and the durable transcript of a finished turn; then the turn's injected faults are over."""
@@ -222,6 +291,10 @@ class OviyaHandler(AsyncStreamHandler):
         self.state.sessions.remove(self.session_id, self)
         self.state.metrics.sessions.set(len(self.state.sessions))
         self.state.limits.close(self.session_id)
+        if self._video_task is not None:
+            self._video_task.cancel()
+            await asyncio.gather(self._video_task, return_exceptions=True)
+            self.state.frames.close(self.avatar_key or "")
         await self.engine.aclose()
         log.info("session ended after %d turns", len(self.engine.records))
         await asyncio.to_thread(release_free_memory)

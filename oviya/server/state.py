@@ -1,4 +1,5 @@
-"""What the handler copies of one server share: live sessions, metrics, limits, the transcript store."""
+"""What the handler copies of one server share: live sessions, metrics, limits, the transcript store, the avatar
+streams."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from oviya.metrics import Metrics
+from oviya.server.mjpeg import FrameHub
 from oviya.server.limits import CallLimits
 from oviya.transcripts import TranscriptStore
 
@@ -45,4 +47,5 @@ class ServerState:
     metrics: Metrics
     limits: CallLimits
     transcripts: TranscriptStore
+    frames: FrameHub
     faults_api: bool = False

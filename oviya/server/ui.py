@@ -1,4 +1,5 @@
-"""The Gradio page: a FastRTC WebRTC call (mic in, voice out), the live transcript, a text box, last-turn timings.
+"""The Gradio page: a FastRTC WebRTC call (mic in, voice out), the live transcript, a text box, the talking avatar
+(the call's MJPEG stream), last-turn timings.
 
 Typed turns go into the live call when one is open (the answer is spoken through it). Without a call they run on a
 per-browser-tab engine and the spoken answer appears in an audio player on the page.
@@ -57,6 +58,7 @@ def build_ui(
                 text = gr.Textbox(label="Type to Oviya", placeholder="Say something…",
                                   max_length=settings.brain.max_user_chars)
             with gr.Column(scale=1):
+                avatar = gr.HTML(label="Avatar", visible=settings.avatar.enabled)
                 timings = gr.JSON(label="Last turn: timings (ms), emotion, route", open=True)
                 audio = gr.Audio(label="Spoken answer (typed turns outside a call)", autoplay=True, interactive=False)
         engine_state = gr.State(None)  # the call-less conversation of this browser tab
@@ -65,8 +67,9 @@ def build_ui(
         # The handler ends a call after limits.max_session_s (with an error first), so no Gradio time limit.
         call.stream(fn=handler, inputs=[call, persona_choice, memory_key], outputs=[call],
                     concurrency_limit=settings.limits.max_sessions)
-        call.on_additional_outputs(lambda c, t: (c, t), outputs=[chat, timings],
-                                   concurrency_limit=settings.limits.max_sessions)
+        # The avatar box gets its <img> (the call's MJPEG stream) once, at the start of a call.
+        call.on_additional_outputs(lambda c, t, v: (c, t, gr.skip() if v is None else v),
+                                   outputs=[chat, timings, avatar], concurrency_limit=settings.limits.max_sessions)
 
         pending = gr.State(None)  # a typed message for the call-less path
 
