@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import numpy as np
+
 from tqdm import tqdm
 
 from eval.context import Context
@@ -38,23 +40,26 @@ def run(ctx: Context) -> dict:
         return _measure(ctx, url, clips)
 
 
+def measure_call(url: str, audio: np.ndarray) -> dict:
+    """One call playing ``audio`` (float32, 16 kHz) as its microphone: client v2v (ms), the server's turn record's
+    v2v and stage timings, the voiced reply (s) and the texts."""
+    bounds = speech_bounds(audio)
+    # keep listening after the first audio until the turn's record arrives (sent when the reply has played)
+    result = asyncio.run(talk(url, audio, listen_s=RECORD_WAIT_S, until_answers=1))
+    t_end = result.mic_started + bounds[1]
+    turn = next(iter(result.answers()), {})
+    return {
+        "v2v_ms": result.v2v_ms(bounds[1], LISTEN_S),
+        "server_v2v_ms": turn.get("v2v_ms"),
+        **{k: turn.get(k) for k in ("eot_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms")},
+        "voiced_reply_s": round(result.voiced_s(t_end, t_end + LISTEN_S), 2),
+        "user_text": turn.get("user_text"), "reply_text": turn.get("reply_text"),
+    }
+
+
 def _measure(ctx: Context, url: str, clips: list) -> dict:
-    rows = []
-    for clip in tqdm(clips, desc="webrtc", file=ctx.progress):
-        audio = clip.audio()
-        bounds = speech_bounds(audio)
-        # keep listening after the first audio until the turn's record arrives (sent when the reply has played)
-        result = asyncio.run(talk(url, audio, listen_s=RECORD_WAIT_S, until_answers=1))
-        t_end = result.mic_started + bounds[1]
-        turn = next(iter(result.answers()), {})
-        rows.append({
-            "file": str(clip.path.relative_to(ctx.data)),
-            "v2v_ms": result.v2v_ms(bounds[1], LISTEN_S),
-            "server_v2v_ms": turn.get("v2v_ms"),
-            **{k: turn.get(k) for k in ("eot_delay_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms")},
-            "voiced_reply_s": round(result.voiced_s(t_end, t_end + LISTEN_S), 2),
-            "user_text": turn.get("user_text"), "reply_text": turn.get("reply_text"),
-        })
+    rows = [{"file": str(clip.path.relative_to(ctx.data)), **measure_call(url, clip.audio())}
+            for clip in tqdm(clips, desc="webrtc", file=ctx.progress)]
     v2v = [r["v2v_ms"] for r in rows]
     summary = {
         "n": len(rows), "answered": sum(v is not None for v in v2v),
