@@ -110,8 +110,9 @@ def test_tiny_csm_loads_through_from_pretrained_and_streams_frames_that_match_a_
     codes = codes[: int(eos.min())] if eos.numel() else codes
     one_shot = csm.decode(codes)
     assert len(one_shot) == len(streamed)
-    # Float32 rounding only: the largest difference is below 1e-5 of the (random model's large) peak.
-    assert np.abs(streamed - one_shot).max() <= 1e-5 * np.abs(one_shot).max()
+    # Float32 rounding only: the largest difference is below 1e-4 of the (random model's large) peak (multi-threaded
+    # float32 reductions are not bit-reproducible: a CI run saw 1.4e-5 where others stayed under 1e-5).
+    assert np.abs(streamed - one_shot).max() <= 1e-4 * np.abs(one_shot).max()
 
 
 def test_the_emotions_reference_clip_enters_the_model_inputs(csm):
