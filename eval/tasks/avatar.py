@@ -33,11 +33,9 @@ from eval.tasks.webrtc import measure_call
 from oviya.audio import to_float32
 from oviya.avatar import Avatar, AvatarFrame
 from oviya.avatar.stream import AvatarStream, VideoFrame, make_avatar
-from oviya.config import CONFIG_DIR
 from oviya.engine import AudioFlush, TurnEngine
 from oviya.events import AudioOut, TranscriptEvent, TurnDone
 from oviya.server.ice import restrict_ice_hosts
-from oviya.tts.styles import EmotionMap
 
 FRAME_S = 0.02
 REPLY_TIMEOUT_S = 20.0
@@ -68,9 +66,10 @@ async def one_turn(ctx: Context, audio: np.ndarray) -> dict:
     frames: list[VideoFrame] = []
     pcm: list[np.ndarray] = []
     emotion, audio_ms = None, 0.0
-    async with TurnEngine(ctx.components(), ctx.settings) as engine:
+    components = ctx.components()
+    async with TurnEngine(components, ctx.settings) as engine:
         av = ctx.settings.avatar
-        timed = TimedAvatar(make_avatar(av, EmotionMap(CONFIG_DIR / ctx.settings.tts.emotion_map)))
+        timed = TimedAvatar(make_avatar(av, components.tts.styles))  # the live emotion map, as the app uses
         video = AvatarStream(av, timed, engine.clock, frames.append)
         idle = asyncio.create_task(video.run())
         loop = asyncio.get_running_loop()

@@ -12,7 +12,6 @@ import asyncio
 import logging
 
 import numpy as np
-
 from tqdm import tqdm
 
 from eval.context import Context

@@ -38,6 +38,42 @@ class AvatarFrame:
         return self.image.shape[0]
 
 
+class AudioRun:
+    """Reply audio buffered on its timeline for a backend. A chunk that does not continue the buffered audio (another
+    sample rate, or a gap or overlap over half a frame: a pause, a flush, a new reply) starts a new run.
+
+    Args:
+        fps: the avatar's frame rate (sets the half-frame tolerance).
+    """
+
+    def __init__(self, fps: int) -> None:
+        self.tolerance_ms = 500.0 / fps
+        self.pcm = np.zeros(0, np.int16)
+        self.rate = 0
+        self.t_ms: float | None = None  # timeline time of the buffer's first sample (ms)
+
+    def __len__(self) -> int:
+        return len(self.pcm)
+
+    def add(self, pcm: np.ndarray, sample_rate: int, t_ms: float) -> None:
+        """Append ``pcm`` (``np.ndarray[int16]`` shape (n,), mono) whose first sample sounds at ``t_ms``."""
+        expected = None if self.t_ms is None else self.t_ms + 1000.0 * len(self.pcm) / self.rate
+        if expected is None or sample_rate != self.rate or abs(t_ms - expected) > self.tolerance_ms:
+            self.pcm, self.rate, self.t_ms = np.zeros(0, np.int16), sample_rate, t_ms
+        self.pcm = np.concatenate([self.pcm, np.asarray(pcm, np.int16).reshape(-1)])
+
+    def take(self, n: int | None = None) -> tuple[np.ndarray, float]:
+        """Remove the first ``n`` samples (all when None); returns them and the time of the first (ms)."""
+        n = len(self.pcm) if n is None else n
+        chunk, t_ms = self.pcm[:n], self.t_ms
+        self.pcm = self.pcm[n:]
+        self.t_ms = t_ms + 1000.0 * n / self.rate
+        return chunk, t_ms
+
+    def clear(self) -> None:
+        self.pcm, self.t_ms = np.zeros(0, np.int16), None
+
+
 class AvatarError(RuntimeError):
     """A backend failed; the caller goes on without frames (audio only) until its next turn."""
 

@@ -16,10 +16,9 @@ import av
 import httpx
 import numpy as np
 import soundfile as sf
-
 from PIL import Image
 
-from oviya.avatar import AvatarError, AvatarFrame
+from oviya.avatar import AudioRun, AvatarError, AvatarFrame
 from oviya.config import AvatarSettings, LipSyncSettings
 
 
@@ -34,15 +33,10 @@ class LipSyncClient:
         settings: ``avatar.lipsync`` (url, timeout).
         face_png: the face to animate, PNG bytes.
         fps, width, height: frames wanted; decoded frames are scaled to ``width`` × ``height``.
-
-    Raises:
-        ValueError: no ``avatar.lipsync.url`` configured.
     """
 
     def __init__(self, settings: LipSyncSettings, face_png: bytes, fps: int, width: int, height: int) -> None:
-        if not settings.url:
-            raise ValueError("avatar.backend is lipsync but avatar.lipsync.url is not set")
-        self.url = settings.url
+        self.url = settings.url  # set: AvatarSettings refuses backend lipsync without it
         self.face_png = face_png
         self.fps, self.width, self.height = fps, width, height
         self._http = httpx.AsyncClient(timeout=settings.timeout_s)
@@ -93,48 +87,38 @@ class LipSyncAvatar:
     ``avatar.lipsync.window_ms`` (the last, shorter one by :meth:`finish`); idle frames show the still face.
 
     Args:
-        settings: the ``avatar`` section.
-        face_png: the face to animate (PNG bytes), also the idle frame.
-
-    Raises:
-        ValueError: no ``avatar.lipsync.url``.
+        settings: the ``avatar`` section (``backend: lipsync`` implies ``lipsync.url`` is set).
+        face: the face to animate, ``np.ndarray[uint8]`` shape (height, width, 3) RGB; also the idle frame.
     """
 
-    def __init__(self, settings: AvatarSettings, face_png: bytes) -> None:
+    def __init__(self, settings: AvatarSettings, face: np.ndarray) -> None:
         self.fps = settings.fps
         self.window_ms = settings.lipsync.window_ms
-        self.client = LipSyncClient(settings.lipsync, face_png, settings.fps, settings.width, settings.height)
-        self.face = np.asarray(Image.open(io.BytesIO(face_png)).convert("RGB").resize((settings.width,
-                                                                                         settings.height)))
-        self._window: list[np.ndarray] = []
-        self._window_t_ms: float | None = None  # timeline time of the window's first sample
-        self._rate = 0
+        self.face = face
+        png = io.BytesIO()
+        Image.fromarray(face).save(png, "PNG")
+        self.client = LipSyncClient(settings.lipsync, png.getvalue(), settings.fps, settings.width, settings.height)
+        self._run = AudioRun(settings.fps)
 
     async def speak(self, pcm: np.ndarray, sample_rate: int, t_ms: float, emotion: str | None) -> list[AvatarFrame]:
-        expected = None if self._window_t_ms is None else self._window_t_ms + 1000.0 * self._buffered() / self._rate
-        if expected is None or sample_rate != self._rate or abs(t_ms - expected) > 500.0 / self.fps:
-            self._window, self._window_t_ms, self._rate = [], t_ms, sample_rate  # a new run
-        self._window.append(np.asarray(pcm, np.int16).reshape(-1))
-        if self._buffered() >= self.window_ms / 1000.0 * sample_rate:
+        self._run.add(pcm, sample_rate, t_ms)
+        if len(self._run) >= self.window_ms / 1000.0 * sample_rate:
             return await self.finish()
         return []
 
     async def finish(self) -> list[AvatarFrame]:
-        if not self._window:
+        if not len(self._run):
             return []
-        pcm, t_ms = np.concatenate(self._window), self._window_t_ms
-        self._window, self._window_t_ms = [], None
-        images = await self.client.render(pcm, self._rate)
+        rate = self._run.rate
+        pcm, t_ms = self._run.take()
+        images = await self.client.render(pcm, rate)
         return [AvatarFrame(image, t_ms + 1000.0 * i / self.fps, None) for i, image in enumerate(images)]
 
     def idle(self, t_ms: float, emotion: str | None = None) -> AvatarFrame:
         return AvatarFrame(self.face, t_ms, None)
 
     def stop(self) -> None:
-        self._window, self._window_t_ms = [], None
+        self._run.clear()
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-    def _buffered(self) -> int:
-        return sum(len(p) for p in self._window)

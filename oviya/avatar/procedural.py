@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from oviya.audio import rms_dbfs
-from oviya.avatar import AvatarFrame
+from oviya.avatar import AudioRun, AvatarFrame
 from oviya.config import AvatarSettings
 from oviya.tts.styles import AvatarExpression, EmotionMap
 
@@ -39,29 +39,19 @@ class ProceduralAvatar:
         self._rng = np.random.default_rng(settings.seed)
         self._next_blink_ms = self._blink_gap_ms()
         self._mouth = 0.0
-        self._buffer = np.zeros(0, np.int16)
-        self._buffer_rate = 0
-        self._buffer_t_ms: float | None = None  # timeline time of the buffer's first sample
-
-    @property
-    def frame_ms(self) -> float:
-        return 1000.0 / self.fps
+        self._run = AudioRun(settings.fps)
 
     async def speak(self, pcm: np.ndarray, sample_rate: int, t_ms: float, emotion: str | None) -> list[AvatarFrame]:
         return self.draw(pcm, sample_rate, t_ms, emotion)
 
     def draw(self, pcm: np.ndarray, sample_rate: int, t_ms: float, emotion: str | None) -> list[AvatarFrame]:
         """:meth:`speak`, synchronously: drawing takes ~1 ms a frame (``python -m eval avatar``), no need to await."""
-        expected = None if self._buffer_t_ms is None else self._buffer_t_ms + 1000.0 * len(self._buffer) / sample_rate
-        if expected is None or sample_rate != self._buffer_rate or abs(t_ms - expected) > self.frame_ms / 2:
-            self._buffer, self._buffer_rate, self._buffer_t_ms = np.zeros(0, np.int16), sample_rate, t_ms  # a new run
-        self._buffer = np.concatenate([self._buffer, np.asarray(pcm, np.int16).reshape(-1)])
+        self._run.add(pcm, sample_rate, t_ms)
         n = int(round(sample_rate / self.fps))
         frames = []
-        while len(self._buffer) >= n:
-            chunk, self._buffer = self._buffer[:n], self._buffer[n:]
-            frames.append(self._draw(self._buffer_t_ms, self._target(chunk), emotion))
-            self._buffer_t_ms += 1000.0 * n / sample_rate
+        while len(self._run) >= n:
+            chunk, frame_t_ms = self._run.take(n)
+            frames.append(self._draw(frame_t_ms, self._target(chunk), emotion))
         return frames
 
     async def finish(self) -> list[AvatarFrame]:
@@ -71,7 +61,7 @@ class ProceduralAvatar:
         return self._draw(t_ms, 0.0, emotion)
 
     def stop(self) -> None:
-        self._buffer, self._buffer_t_ms = np.zeros(0, np.int16), None
+        self._run.clear()
         self._mouth = 0.0
 
     async def aclose(self) -> None:

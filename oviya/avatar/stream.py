@@ -83,26 +83,24 @@ def make_avatar(settings: AvatarSettings, styles: EmotionMap) -> Avatar:
     """The configured backend (``avatar.backend``).
 
     Raises:
-        ValueError: ``lipsync`` without ``avatar.lipsync.url``. OSError: ``avatar.lipsync.image`` unreadable.
+        OSError: ``avatar.lipsync.image`` cannot be read.
     """
     if settings.backend == "lipsync":
-        return LipSyncAvatar(settings, neutral_face_png(settings, styles))
+        return LipSyncAvatar(settings, service_face(settings, styles))
     return ProceduralAvatar(settings, styles)
 
 
-def neutral_face_png(settings: AvatarSettings, styles: EmotionMap) -> bytes:
-    """The face sent to a lip-sync service: ``avatar.lipsync.image`` if set, else the procedural face, neutral.
+def service_face(settings: AvatarSettings, styles: EmotionMap) -> np.ndarray:
+    """The face a lip-sync service animates: ``avatar.lipsync.image`` if set, else the procedural face, neutral;
+    ``np.ndarray[uint8]`` shape (height, width, 3) RGB.
 
     Raises:
         OSError: the configured image cannot be read.
     """
-    if settings.lipsync.image is not None:
-        image = Image.open(settings.lipsync.image).convert("RGB").resize((settings.width, settings.height))
-    else:
-        image = Image.fromarray(render_face(settings.width, settings.height, 0.0, styles.avatar(None), False))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
+    if settings.lipsync.image is None:
+        return render_face(settings.width, settings.height, 0.0, styles.avatar(None), False)
+    image = Image.open(settings.lipsync.image).convert("RGB").resize((settings.width, settings.height))
+    return np.asarray(image)
 
 
 class AvatarStream:
@@ -147,8 +145,7 @@ class AvatarStream:
 
     def flush(self) -> None:
         """Barge-in or pause: drop what is queued, cancel the backend's call, show a closed mouth now."""
-        while not self._audio.empty():
-            self._audio.get_nowait()
+        self._drop_queued_audio()
         if self._work is not None:
             self._work.cancel()
         self.avatar.stop()
@@ -162,6 +159,10 @@ class AvatarStream:
         self._turn_drift, self._failure = [], None
         p95 = round(float(np.percentile(drift, DRIFT_PERCENTILE)), 1) if drift else None
         return len(drift), p95, failure
+
+    def _drop_queued_audio(self) -> None:
+        while not self._audio.empty():
+            self._audio.get_nowait()
 
     # --- the stream's task -----------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -205,8 +206,7 @@ class AvatarStream:
             log.warning("avatar: %s; audio only for the rest of the turn", e)
             self._failure = str(e)
             self.avatar.stop()
-            while not self._audio.empty():
-                self._audio.get_nowait()
+            self._drop_queued_audio()
             if self.on_fallback is not None:
                 self.on_fallback(str(e))
             return
