@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import nullcontext
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+async def within(awaitable: Awaitable[T], timeout_s: float | None) -> T:
+    """``await awaitable``, raising TimeoutError after ``timeout_s`` seconds (None: no limit).
+
+    Python 3.11's ``asyncio.wait_for`` loses a cancellation of the caller when the awaited thing finishes at the same
+    moment (CPython gh-86296, fixed in 3.12): a task cancelled at hang-up then ran on forever. ``asyncio.timeout``
+    awaits in the caller's own task, so the cancellation always arrives.
+    """
+    async with asyncio.timeout(timeout_s):
+        return await awaitable
 
 _DONE = object()
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from oviya.aio import within
 from oviya.avatar import Avatar, AvatarError, AvatarFrame
 from oviya.avatar.lipsync import LipSyncAvatar
 from oviya.avatar.procedural import ProceduralAvatar, render_face
@@ -174,7 +175,7 @@ class AvatarStream:
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(self._audio.get(), max(0.0, next_idle - self.clock.now()))
+                    item = await within(self._audio.get(), max(0.0, next_idle - self.clock.now()))
                 except TimeoutError:
                     item = None
                 if item is not None:

@@ -11,11 +11,11 @@ speaks the persona's fallback line.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
+from oviya.aio import within
 from oviya.llm import ChatModel, GenerationParams, LLMError, Message
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class FallbackChat:
             # timeout instead, which still bounds a hung server.
             timeout = self.stall_timeout_s if i == order[-1] else self.first_token_timeout_s
             try:
-                first = await asyncio.wait_for(it.__anext__(), timeout)
+                first = await within(it.__anext__(), timeout)
             except StopAsyncIteration:
                 first = None  # an empty reply is an answer, not a failure
             except (LLMError, TimeoutError, OSError) as e:
@@ -82,7 +82,7 @@ class FallbackChat:
                     yield first
                     while True:
                         try:
-                            yield await asyncio.wait_for(it.__anext__(), self.stall_timeout_s)
+                            yield await within(it.__anext__(), self.stall_timeout_s)
                         except StopAsyncIteration:
                             break
             except (LLMError, TimeoutError, OSError) as e:

@@ -9,12 +9,12 @@ Every backend's audio is resampled (soxr) to the first backend's rate, so the ch
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import numpy as np
 
+from oviya.aio import within
 from oviya.audio import StreamResampler
 from oviya.tts import Synthesizer, TTSError
 from oviya.tts.styles import EmotionMap
@@ -73,7 +73,7 @@ class TTSTurn:
             resampler = StreamResampler(synth.sample_rate, self.sample_rate, "int16")
             it = synth.synthesize(text, emotion).__aiter__()
             try:
-                first = await asyncio.wait_for(it.__anext__(), timeout)
+                first = await within(it.__anext__(), timeout)
             except StopAsyncIteration:
                 return  # nothing to say (punctuation only)
             except (TTSError, TimeoutError, OSError) as e:
