@@ -92,6 +92,7 @@ class CallResult:
         audio: received audio, int16 mono at ``sample_rate``.
         events: Oviya data-channel events (``data`` of ``{"type": "oviya", ...}`` messages) in arrival order.
         mic_started, mic_finished: when the clip's first and last frames were sent.
+        session_id, call_token: the call's id and its secret for call-scoped API requests (``X-Call-Token``).
     """
 
     sample_rate: int = 48000
@@ -100,6 +101,8 @@ class CallResult:
     events: list[dict] = field(default_factory=list)
     mic_started: float | None = None
     mic_finished: float | None = None
+    session_id: str | None = None
+    call_token: str | None = None
 
     def voiced_s(self, after: float, before: float) -> float:
         """Seconds of voiced received audio that arrived in [after, before]."""
@@ -185,12 +188,14 @@ async def talk(base_url: str, audio: np.ndarray, sample_rate: int = 16000, liste
     try:
         await pc.setLocalDescription(await pc.createOffer())
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        result.session_id = uuid.uuid4().hex
         async with httpx.AsyncClient(timeout=30, headers=headers) as http:
             r = await http.post(f"{base_url}/webrtc/offer", json={
-                "sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "webrtc_id": uuid.uuid4().hex})
+                "sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "webrtc_id": result.session_id})
         answer = r.json()
         if r.status_code != 200 or "sdp" not in answer:
             raise OfferRefused(r.status_code, answer.get("code", ""), str(answer.get("detail", answer)))
+        result.call_token = answer.get("call_token")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         deadline = time.monotonic() + timeout_s
         while mic.finished_at is None and time.monotonic() < deadline:

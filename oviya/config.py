@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "config"
+MIN_TOKEN_CHARS = 16  # OWASP ASVS 2.1: secrets of at least 128 bits; 16 random URL-safe characters carry 96+
 
 
 class _Section(BaseModel):
@@ -154,6 +155,7 @@ class MemorySettings(_Section):
     summary_max_chars: int = Field(gt=0)
     summary_max_tokens: int = Field(gt=0)
     summary_timeout_s: float = Field(gt=0, description="the end-of-session summary call is given up after this")
+    notes_max_chars: int = Field(gt=0, description="saved notes put into the system prompt are cut to this")
 
 
 class PiperSettings(_Section):
@@ -189,6 +191,17 @@ class ServerSettings(_Section):
     transcripts_dir: Path = Field(description="per-session JSONL transcripts, appended and flushed per turn")
     log_format: Literal["text", "json"]
     trust_forwarded_for: bool = Field(description="take the client address from X-Forwarded-For (behind a proxy)")
+    forwarded_hops: int = Field(ge=1, description="trusted proxies in front of the server: the client address is "
+                                                  "the one the outermost of them added (this many from the right)")
+    turn_credentials_url: str = Field(description="server.turn hf: where short-lived TURN credentials are fetched")
+    turn_credentials_ttl_s: int = Field(gt=0, le=86_400, description="lifetime of one call's TURN credentials")
+    turn_credentials_per_minute: int = Field(ge=1, description="TURN credential requests per client address")
+    transcripts_max_files: int = Field(ge=1, description="oldest session transcripts beyond this are deleted")
+    transcripts_max_bytes: int = Field(ge=1, description="... and beyond this total size")
+    ws_max_message_bytes: int = Field(ge=1024, description="largest websocket message the server reads")
+    send_queue: int = Field(ge=8, description="messages queued for one websocket client before it is dropped")
+    send_timeout_s: float = Field(gt=0, description="a client that takes longer to accept one message is dropped")
+    mjpeg_viewers_per_call: int = Field(ge=1, description="simultaneous MJPEG viewers of one call's avatar")
     faults_api: bool = Field(description="mount POST /api/faults (fault injection for resilience tests)")
 
     @field_validator("transcripts_dir")
@@ -246,6 +259,8 @@ class LimitSettings(_Section):
     max_connections_per_client: int = Field(ge=1, description="simultaneous calls from one client address")
     max_turns_per_minute: int = Field(ge=1, description="user turns per client in any 60 s window")
     max_session_s: float = Field(gt=0, description="a call is ended after this long")
+    max_stt_runs_per_turn: int = Field(ge=1, description="transcriptions (partial, speculative, final) of one user "
+                                                         "turn, merged continuations included")
 
 
 class EvalSettings(_Section):
@@ -280,6 +295,15 @@ class Settings(BaseSettings):
     limits: LimitSettings
     eval: EvalSettings
     auth_token: SecretStr | None = Field(None, description="OVIYA_AUTH_TOKEN: bearer token for the API and the UI")
+
+    @field_validator("auth_token")
+    @classmethod
+    def _strong_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and 0 < len(v.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"OVIYA_AUTH_TOKEN must be at least {MIN_TOKEN_CHARS} characters (a guessable token "
+                             "opens the API to anyone); generate one with: python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(24))'")
+        return v
 
     @field_validator("cache_dir")
     @classmethod

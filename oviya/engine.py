@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from oviya.aio import within
 from oviya.audio import AudioFormatError, StreamResampler, to_float32, to_int16, to_mono
 from oviya.brain.backchannel import BackchannelPolicy
 from oviya.brain.brain import Brain
@@ -139,6 +140,8 @@ class TurnEngine:
         self._stt_busy = 0
         self.turn_gate: Callable[[], tuple[str, str] | None] | None = None
         self._admitted_turn = 0
+        self._stt_runs = 0  # transcriptions of the open user turn (merged continuations included)
+        self._closing = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -183,7 +186,8 @@ class TurnEngine:
 
     async def aclose(self) -> None:
         """Cancel any reply and stop playout; then save the user's notes (with a memory key). The transcript and
-        records stay readable."""
+        records stay readable; a reply cut short here is recorded with outcome ``hangup``."""
+        self._closing = True
         for task in (self._judging, self._reply_task, self._backchannel_task, self._memory_load, self._player_task):
             if task is not None and not task.done():
                 task.cancel()
@@ -231,7 +235,8 @@ class TurnEngine:
             self._on_chunk(vc.end_s, events)
 
     def push_text(self, text: str) -> None:
-        """A typed user turn, answered aloud like a spoken one (interrupts any reply in progress).
+        """A typed user turn, answered aloud like a spoken one (interrupts any reply in progress once
+        :attr:`turn_gate` admits it; a refused one leaves the reply alone and is recorded as ``refused``).
 
         Raises:
             ValueError: empty text or longer than ``brain.max_user_chars``.
@@ -240,10 +245,19 @@ class TurnEngine:
             raise ValueError("text turn is empty")
         if len(text) > self.settings.brain.max_user_chars:
             raise ValueError(f"text turn too long: {len(text)} > {self.settings.brain.max_user_chars} characters")
-        self._interrupt()
         now = self.clock.now()
         self._turn_id += 1
         rec = TurnRecord(self._turn_id, "text", speech_end=now, eot=now, end_reason="text")
+        if self.turn_gate is not None:
+            if (refusal := self.turn_gate()) is not None:
+                rec.outcome, rec.user_text = "refused", text.strip()
+                rec.errors.append(": ".join(refusal))
+                self._emit(ErrorEvent(*refusal))
+                self.records.append(rec)
+                self._emit(TurnDone(rec))
+                return
+            self._admitted_turn = rec.turn_id
+        self._interrupt()
         self._start_reply(_Reply(rec), text=text.strip())
 
     # --- outputs -------------------------------------------------------------------------------------------------
@@ -252,7 +266,7 @@ class TurnEngine:
         if timeout == 0:
             return None if self._events.empty() else self._events.get_nowait()
         try:
-            return await asyncio.wait_for(self._events.get(), timeout)
+            return await within(self._events.get(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             return None
 
@@ -303,7 +317,7 @@ class TurnEngine:
             elif isinstance(ev, Paused):
                 if self._overlap:
                     self._end_overlap(ev, clock_at(ev.end_s), now)
-                elif self.settings.stt.speculative_after_ms is not None:
+                elif self.settings.stt.speculative_after_ms is not None and self._stt_budget_left() > 1:
                     self._spec = (ev.end_s, self._transcribe_task(ev.audio))
             elif isinstance(ev, Resumed):
                 self._spec = None
@@ -352,6 +366,7 @@ class TurnEngine:
             # talk-over instead.)
             if self._reply.audio is not None:
                 self._carry, self._reply.continued = self._reply, True
+                self.listener.carried_s = len(self._reply.audio) / SAMPLE_RATE  # one turn, one max_utterance_s
             self._interrupt()
             self._set_state("user_speaking")
         elif self.settings.barge_in.enabled:
@@ -361,6 +376,7 @@ class TurnEngine:
     def _new_turn(self, announce: bool = True) -> None:
         self._turn_id += 1
         self._partial_at = 0.0
+        self._stt_runs = 0
         if announce:
             self._set_state("user_speaking")
 
@@ -465,8 +481,13 @@ class TurnEngine:
         self._reply_task.cancel()
 
     # --- transcription -------------------------------------------------------------------------------------------
+    def _stt_budget_left(self) -> int:
+        """Transcriptions the open user turn may still start (``limits.max_stt_runs_per_turn``)."""
+        return self.settings.limits.max_stt_runs_per_turn - self._stt_runs
+
     def _transcribe_task(self, audio: np.ndarray) -> asyncio.Task:
         start = self.clock.now()
+        self._stt_runs += 1
 
         async def run() -> tuple[Transcript, float, float]:
             self._stt_busy += 1
@@ -482,6 +503,7 @@ class TurnEngine:
         rec = reply.record
         if reply.stt is None:
             reply.stt = self._transcribe_task(reply.audio)
+        rec.stt_runs = self._stt_runs
         result, rec.stt_start, rec.stt_end = await asyncio.shield(reply.stt)
         return result
 
@@ -492,8 +514,8 @@ class TurnEngine:
         lst = self.listener
         if interval is None or not lst.in_turn or self._overlap or self._stt_busy or not lst.vad.segmenter.speaking:
             return
-        if lst.voiced_s - self._partial_at < interval / 1000:
-            return
+        if lst.voiced_s - self._partial_at < interval / 1000 or self._stt_budget_left() <= 1:
+            return  # the last transcription of the turn's budget is kept for its final transcript
         self._partial_at = lst.voiced_s
         audio = lst.audio_so_far()
         if self._carry is not None:  # the user is continuing a turn: the partial covers all of it
@@ -541,7 +563,7 @@ class TurnEngine:
             self._emit(TranscriptEvent("user", text, rec.turn_id, final=False))
             await self._speak(reply)
         except asyncio.CancelledError:
-            rec.outcome = "continued" if reply.continued else "interrupted"
+            rec.outcome = "continued" if reply.continued else "hangup" if self._closing else "interrupted"
             raise
         finally:
             self._finish(reply)

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 State = Literal["listening", "user_speaking", "thinking", "speaking"]
-Outcome = Literal["answered", "interrupted", "continued", "no_speech", "failed", "refused"]
+Outcome = Literal["answered", "interrupted", "continued", "no_speech", "failed", "refused", "hangup"]
 
 
 @dataclass
@@ -66,8 +66,11 @@ class TurnRecord:
     Attributes:
         outcome: answered; interrupted (barge-in while speaking); continued (the user went on before Oviya spoke,
             so the turn was merged into the next one, which keeps this ``turn_id``); no_speech (STT heard
-            nothing); failed (an error left nothing to say); refused (a server limit: turns per minute).
+            nothing); failed (an error left nothing to say); refused (a server limit: turns per minute); hangup
+            (the call ended while Oviya was answering: ``reply_text`` is what was heard).
         end_reason: what ended the user's turn: silence, max_length or text.
+        stt_runs: transcriptions the user's turn took (partials, speculative, final; a merged turn counts all of its
+            parts), at most ``limits.max_stt_runs_per_turn``.
         speech_end: end of the user's speech (VAD) or arrival of a typed message: t = 0.
         eot: end-of-turn decision.
         stt_start, stt_end: transcription.
@@ -110,6 +113,7 @@ class TurnRecord:
     first_audio_out: float | None = None
     eot_probability: float | None = None
     stt_reused: bool = False
+    stt_runs: int = 0
     barge_in_onset: float | None = None
     barge_in_stop: float | None = None
     backchannels: list[str] = field(default_factory=list)

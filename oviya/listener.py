@@ -114,6 +114,7 @@ class Listener:
         self._paused_for: float | None = None  # end_s of the last Paused event
         self._verdict: tuple[float, float] | None = None  # (end_s judged, probability)
         self.pause_s: float | None = None  # length of the current pause inside the open turn (None: speech, no turn)
+        self.carried_s = 0.0  # speech of a turn the user is continuing (the engine merges it): counts to max length
 
     @property
     def in_turn(self) -> bool:
@@ -137,6 +138,7 @@ class Listener:
         self.turn_start_s = None
         self._chunks = []
         self._paused_for = self._verdict = self.pause_s = None
+        self.carried_s = 0.0
 
     def push(self, pcm16k: np.ndarray) -> list[tuple[VADChunk, list[ListenerEvent]]]:
         """Feed 16 kHz float32 samples; returns each completed 32 ms chunk with the events it caused."""
@@ -189,7 +191,7 @@ class Listener:
     def _decide(self, chunk: VADChunk) -> EndOfTurn | None:
         seg = self.vad.segmenter
         start = self.turn_start_s
-        if chunk.end_s - start >= self.turn.max_utterance_s:
+        if chunk.end_s - start + self.carried_s >= self.turn.max_utterance_s:
             return self._end(chunk, chunk.end_s, "max_length")
         pause = self._pause_s(chunk)
         if pause is None:

@@ -6,6 +6,7 @@ per-client limits of one test never touch another.
 
 import asyncio
 import json
+import zlib
 
 import httpx
 import pytest
@@ -22,7 +23,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def client_headers(name: str) -> dict[str, str]:
-    return {"X-Forwarded-For": f"10.0.0.{abs(hash(name)) % 250 + 1}, 127.0.0.1"}
+    """X-Forwarded-For as the trusted proxy (server.forwarded_hops 1) sends it: the visitor's address last."""
+    return {"X-Forwarded-For": f"10.0.0.{zlib.crc32(name.encode()) % 250 + 1}"}
 
 
 def test_http_api_needs_the_bearer_token(hardened_server):
@@ -166,7 +168,8 @@ def test_server_logs_are_json_lines_carrying_the_session_id(hardened_server):
 
 def limits(**kw) -> tuple[CallLimits, list[float]]:
     now = [0.0]
-    s = {"max_sessions": 3, "max_connections_per_client": 2, "max_turns_per_minute": 2, "max_session_s": 60} | kw
+    s = {"max_sessions": 3, "max_connections_per_client": 2, "max_turns_per_minute": 2, "max_session_s": 60,
+         "max_stt_runs_per_turn": 12} | kw
     return CallLimits(LimitSettings(**s), pending_ttl_s=30, clock=lambda: now[0]), now
 
 
@@ -204,9 +207,11 @@ def test_turns_per_minute_slide_with_time_per_client():
     lim.admit_turn("a")
 
 
-def test_hf_turn_relay_without_hf_token_fails_at_start_up_with_a_clear_message(monkeypatch):
+def test_hf_turn_relay_without_hf_token_fails_at_start_up_with_a_clear_message(monkeypatch, settings):
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    server = settings.server
     with pytest.raises(TurnConfigError, match="HF_TOKEN"):
-        rtc_configuration([], "hf")
-    assert rtc_configuration(["127.0.0.1"], "hf") == ({"iceServers": []}, {"iceServers": []})  # loopback tests win
-    assert rtc_configuration([], "none") == (None, None)
+        rtc_configuration(server.model_copy(update={"ice_hosts": [], "turn": "hf"}))
+    loopback = server.model_copy(update={"ice_hosts": ["127.0.0.1"], "turn": "hf"})
+    assert rtc_configuration(loopback) == (None, {"iceServers": []})  # loopback tests win
+    assert rtc_configuration(server.model_copy(update={"ice_hosts": [], "turn": "none"})) == (None, None)

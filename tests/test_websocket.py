@@ -20,11 +20,20 @@ def ws_url(base: str) -> str:
 
 
 async def next_json(ws, timeout: float = 5.0) -> dict:
-    """The next message, past the avatar's announcement and video frames."""
+    """The next message, past the session's token, the avatar's announcement and video frames."""
     while True:
         msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if msg.get("type") != "oviya" or msg["data"]["event"] not in ("avatar", "video_frame"):
+        if msg.get("type") != "oviya" or msg["data"]["event"] not in ("session", "avatar", "video_frame"):
             return msg
+
+
+async def next_json_event(ws, name: str, timeout: float = 5.0) -> dict:
+    """The data of the next Oviya event called ``name``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
+        if msg.get("type") == "oviya" and msg["data"]["event"] == name:
+            return msg["data"]
 
 
 def test_garbage_gets_error_events_and_the_connection_survives(app_server):
@@ -44,7 +53,9 @@ def test_garbage_gets_error_events_and_the_connection_survives(app_server):
                 assert msg["type"] == "oviya" and msg["data"]["event"] == "error", msg
             await ws.send(json.dumps({"event": "start", "websocket_id": uuid.uuid4().hex}))
             for bad in [json.dumps({"event": "media", "media": {"payload": "***not base64***"}}),
-                        json.dumps({"event": "media", "media": {"payload": base64.b64encode(bytes(10**6)).decode()}})]:
+                        json.dumps({"event": "media", "media": {"payload": base64.b64encode(bytes(40_000)).decode()}})]:
+                # 40 kB of audio: over the 2 s media cap, under the 64 kB message cap (a bigger message closes the
+                # connection: tests/test_security.py)
                 await ws.send(bad)
                 msg = await next_json(ws)
                 assert msg["data"]["event"] == "error", msg
@@ -96,6 +107,8 @@ def test_persona_switch_over_the_http_api_reaches_the_live_session(app_server):
     async def run() -> list[dict]:
         async with websockets.connect(ws_url(app_server)) as ws, httpx.AsyncClient(base_url=app_server) as http:
             await ws.send(json.dumps({"event": "start", "websocket_id": sid}))
+            session = await next_json_event(ws, "session")
+            http.headers["X-Call-Token"] = session["call_token"]  # the call's secret for call-scoped requests
             assert "sunny" in (await http.get("/api/personas")).json()["personas"]
             for _ in range(50):  # the session registers on its first frames
                 await ws.send(json.dumps({"event": "media", "media": {"payload": base64.b64encode(bytes(320)).decode()}}))
@@ -106,8 +119,8 @@ def test_persona_switch_over_the_http_api_reaches_the_live_session(app_server):
             assert r.status_code == 200, r.text
             bad = await http.post("/api/persona", json={"session_id": sid, "persona": "../../etc/passwd"})
             assert bad.status_code == 422 and "known" in bad.json()["detail"]
-            r = await http.post("/api/memory", json={"session_id": sid, "memory_key": "test-user"})
-            assert r.status_code == 200, r.text
+            r = await http.post("/api/memory", json={"session_id": sid, "display_name": "test-user"})
+            assert r.status_code == 200 and r.json()["memory_token"], r.text
             r = await http.post("/api/text", json={"session_id": sid, "text": "Hello, who are you?"})
             assert r.status_code == 200
             events = []

@@ -35,6 +35,7 @@ class Call:
 
     Attributes:
         sid: the websocket_id (the session id for the HTTP API).
+        token: the call's secret from the server's ``session`` event (``X-Call-Token`` for the HTTP API).
         messages: everything received, in order, except avatar frames.
         frames: ``video_frame`` events (their base64 image decoded into ``jpeg``), in order.
     """
@@ -70,6 +71,14 @@ class Call:
             pass
         finally:
             self.closed.set()
+
+    @property
+    def token(self) -> str | None:
+        return next((e["call_token"] for e in self.events("session")), None)
+
+    def api(self) -> dict[str, str]:
+        """The headers of a call-scoped API request."""
+        return {"X-Call-Token": self.token or ""}
 
     def events(self, name: str | None = None) -> list[dict]:
         """Oviya's events (``data`` of ``{"type": "oviya"}`` messages), optionally only those named ``name``."""
@@ -119,7 +128,7 @@ class Call:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             await self.ws.send(media_message(np.zeros(CHUNK, np.int16)))
-            if (await http.get(f"/api/session/{self.sid}")).status_code == 200:
+            if (await http.get(f"/api/session/{self.sid}", headers=self.api())).status_code == 200:
                 return
             await asyncio.sleep(0.1)
         raise AssertionError("session never registered")
@@ -132,4 +141,5 @@ async def live_call(base: str, token: str | None = None,
     auth = {"Authorization": f"Bearer {token}"} if token else {}
     async with Call(base, token, headers) as call, httpx.AsyncClient(base_url=base, headers=auth) as http:
         await call.registered(http)
+        http.headers.update(call.api())  # call-scoped requests carry the call's own secret
         yield call, http

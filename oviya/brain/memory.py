@@ -2,19 +2,23 @@
 
 - Session: the oldest exchanges are dropped until the prompt fits ``memory.history_budget_tokens``. Tokens are
   estimated at 4 characters each (OpenAI's rule of thumb for English), so the budget works for every backend.
-- User (by ``memory_key``, e.g. a user name the client sends): at the end of a session the LLM condenses what it
-  learned about the user, together with the previous summary, into a few sentences saved as JSON under
-  ``memory.dir`` (file name = sha256 of the key, so a key can never name a path). The next session with the same key
-  reads it (time-capped: a slow disk never delays a reply) and the brain adds it to the system prompt.
+- User (by ``memory_key``): at the end of a session the LLM condenses what it learned about the user, together with
+  the previous summary, into a few sentences saved as JSON under ``memory.dir`` (file name = sha256 of the key, so a
+  key can never name a path). The next session with the same key reads it (time-capped: a slow disk never delays a
+  reply) and the brain adds it to the system prompt as quoted data.
+- The server's memory keys are :class:`MemoryTokens`: secrets it issues and signs, never names a client chooses, so
+  knowing someone's name gives no access to their notes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -109,3 +113,50 @@ async def summarise(llm: ChatModel, history: list[Message], previous: str | None
     except Exception as e:  # noqa: BLE001 - a lost summary must never break closing a session
         log.warning("session summary failed: %s", e)
         return previous
+
+
+class MemoryTokens:
+    """Issues and checks memory tokens: ``<random>.<HMAC-SHA256 of it>``, signed with a key kept in
+    ``<memory.dir>/.token_key`` (created on first use, mode 0600), so tokens stay valid across restarts and only this
+    server's tokens open a memory.
+
+    Args:
+        directory: ``memory.dir``.
+    """
+
+    RANDOM_BYTES = 24  # 192 bits: not guessable
+    _SIG_CHARS = 32
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory).expanduser()
+        self._key: bytes | None = None
+
+    def _signing_key(self) -> bytes:
+        if self._key is None:
+            path = self.directory / ".token_key"
+            self.directory.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                self._key = path.read_bytes()
+            else:
+                key = secrets.token_bytes(32)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(key)
+                self._key = key
+        return self._key
+
+    def _sign(self, random_part: str) -> str:
+        return hmac.new(self._signing_key(), random_part.encode(), hashlib.sha256).hexdigest()[: self._SIG_CHARS]
+
+    def issue(self) -> str:
+        """A new token (URL-safe, 65 characters)."""
+        random_part = secrets.token_urlsafe(self.RANDOM_BYTES)
+        return f"{random_part}.{self._sign(random_part)}"
+
+    def valid(self, token: object) -> bool:
+        """True for a token this server issued (compared in constant time)."""
+        if not isinstance(token, str) or len(token) > 128 or token.count(".") != 1:
+            return False
+        random_part, signature = token.split(".")
+        return hmac.compare_digest(signature.encode(), self._sign(random_part).encode())

@@ -102,6 +102,9 @@ class OviyaHandler(AsyncStreamHandler):
         self._audio_ms = 0.0  # reply audio handed to the transport so far (ms)
         self._reply_emotion: str | None = None
         self._avatar_view: str | None = None  # HTML for the page's avatar box, sent once with the next UI update
+        self._recorded = 0  # engine.records written to the transcript store so far
+        self._ui_inputs: tuple[str, str, str] | None = None  # the page's inputs last applied
+        self._closed = False
 
     def copy(self) -> "OviyaHandler":
         return OviyaHandler(self.components, self.settings, self.state)
@@ -111,18 +114,21 @@ class OviyaHandler(AsyncStreamHandler):
         self.session_id = context.webrtc_id
         self._websocket = context.websocket  # None for WebRTC calls
         logs.session_id.set(self.session_id)
+        if self._closed:  # the connection ended before its start-up ran
+            return
         try:
             self.state.limits.started(self.session_id)
         except LimitExceeded as e:
             log.warning("call refused: %s", e.code)
             self._closing = {"event": "error", "code": e.code, "message": e.message}
             return
+        # Registered before anything is started, so the one release path (ServerState.release) finds all of it.
+        self.state.sessions.add(self.session_id, self)
+        self.state.metrics.sessions.set(len(self.state.sessions))
         await self.engine.start()
         if self.settings.avatar.enabled:
             self._start_video()
         self._deadline = time.monotonic() + self.settings.limits.max_session_s
-        self.state.sessions.add(self.session_id, self)
-        self.state.metrics.sessions.set(len(self.state.sessions))
         log.info("session started (client %s)", self.state.limits.client_of(self.session_id))
 
     def _start_video(self) -> None:
@@ -166,6 +172,8 @@ class OviyaHandler(AsyncStreamHandler):
             self._send({"event": "error", "code": "bad_audio", "message": str(e)})
 
     async def emit(self):  # noqa: ANN201 - FastRTC's EmitType
+        if self._closed:  # released: end FastRTC's emit loop, which stops on CancelledError (a websocket call's
+            raise asyncio.CancelledError  # loop runs until then, and may outlive the connection)
         logs.session_id.set(self.session_id or "-")
         if self._closing is None and time.monotonic() > self._deadline:
             minutes = self.settings.limits.max_session_s / 60
@@ -224,15 +232,22 @@ class OviyaHandler(AsyncStreamHandler):
     async def _record_turn(self, event: TurnDone) -> None:
         """Metrics and the durable transcript of a finished turn; then the turn's injected faults are over."""
         rec = event.record
-        self.state.metrics.observe(rec)
-        try:
-            await asyncio.to_thread(self.state.transcripts.append, self.session_id or "-", rec)
-        except OSError as e:  # the conversation goes on; the client learns its transcript is not being kept
-            log.error("transcript not saved: %s", e)
-            self._send({"event": "error", "code": "transcript_error", "message": f"transcript not saved: {e}"})
+        await self._write_records()
         if self.faults is not None and rec.outcome != "continued":  # a continued turn goes on under the same id
             self.faults.clear()
         log.info("turn %d %s (%s) v2v %s ms", rec.turn_id, rec.outcome, rec.route, rec.v2v_ms)
+
+    async def _write_records(self) -> None:
+        """Metrics and the durable transcript of every finished turn not written yet, in order."""
+        while self._recorded < len(self.engine.records):
+            rec = self.engine.records[self._recorded]
+            self._recorded += 1
+            self.state.metrics.observe(rec)
+            try:
+                await asyncio.to_thread(self.state.transcripts.append, self.session_id or "-", rec)
+            except (OSError, ValueError) as e:  # the call goes on; the client learns its transcript is not kept
+                log.error("transcript not saved: %s", e)
+                self._send({"event": "error", "code": "transcript_error", "message": f"transcript not saved: {e}"})
 
     def push_text(self, text: str) -> None:
         """A typed turn for this call. Raises ValueError (empty or too long)."""
@@ -261,41 +276,61 @@ class OviyaHandler(AsyncStreamHandler):
             self._send({"event": "persona", "name": name, "display_name": self.engine.brain.persona.name})
             log.info("persona %s", name)
 
-    def set_memory_key(self, key: str) -> None:
-        """Remember this caller across sessions under ``key`` (see :meth:`TurnEngine.set_memory_key`).
+    def set_memory(self, memory_token: str, display_name: str | None = None) -> None:
+        """Remember this caller across sessions under ``memory_token`` (a secret this server issued, see
+        :class:`~oviya.brain.memory.MemoryTokens`); ``display_name`` is only what Oviya calls them.
 
         Raises:
-            ValueError: an empty or overlong key.
+            ValueError: a token this server did not issue, or a display name over 64 characters.
         """
-        if key.strip() != self.engine.memory_key:
-            self.engine.set_memory_key(key)
+        if not self.state.memory_tokens.valid(memory_token):
+            raise ValueError("not a memory token issued by this server: ask POST /api/memory without one for a new one")
+        name = (display_name or "").strip() or None
+        if name is not None and len(name) > 64:
+            raise ValueError("display_name must be at most 64 characters")
+        self.engine.brain.user_name = name
+        if memory_token != self.engine.memory_key:
+            self.engine.set_memory_key(memory_token)
             self._send({"event": "memory", "status": "enabled"})
 
     def _follow_ui_inputs(self) -> None:
-        # The Gradio page passes its persona dropdown and memory-key box as the stream's extra inputs; FastRTC keeps
-        # the latest values in ``latest_args`` ([webrtc value, persona, memory key]) and updates them on change.
+        # The Gradio page passes its persona dropdown, the name box and the page's memory token (browser storage) as
+        # the stream's extra inputs: FastRTC keeps the latest values in ``latest_args`` ([webrtc value, persona,
+        # name, memory token]) and updates them on change. Memory is on once the user gives a name.
         args = self.latest_args
-        if not isinstance(args, list):
+        if not isinstance(args, list) or len(args) < 4:
             return
-        for index, apply, code in ((1, self.set_persona, "bad_persona"), (2, self.set_memory_key, "bad_memory_key")):
-            if len(args) > index and isinstance(args[index], str) and args[index].strip():
+        persona, name, token = (a if isinstance(a, str) else "" for a in args[1:4])
+        if (persona, name, token) == self._ui_inputs:
+            return  # applied (or refused) already: nothing changed since
+        self._ui_inputs = (persona, name, token)
+        for value, apply, code in ((persona, lambda: self.set_persona(persona), "bad_persona"),
+                                   (name, lambda: self.set_memory(token, name), "bad_memory")):
+            if value.strip():
                 try:
-                    apply(args[index])
+                    apply()
                 except (FileNotFoundError, ValueError) as e:
                     self._send({"event": "error", "code": code, "message": str(e)})
 
     async def shutdown(self) -> None:
-        if self.session_id is None:
+        """FastRTC's end of a WebRTC call: the server's one release path."""
+        await self.state.release(self)
+
+    async def close(self) -> None:
+        """Stop everything of this call (avatar task and stream, engine); the reply in flight is written to the
+        transcript as a ``hangup`` turn; the user's memory is saved. Idempotent; called by ServerState.release."""
+        if self._closed:
             return
-        logs.session_id.set(self.session_id)
-        self.state.sessions.remove(self.session_id, self)
-        self.state.metrics.sessions.set(len(self.state.sessions))
-        self.state.limits.close(self.session_id)
+        self._closed = True
+        if self.session_id is not None:
+            logs.session_id.set(self.session_id)
         if self._video_task is not None:
             self._video_task.cancel()
             await asyncio.gather(self._video_task, return_exceptions=True)
-            self.state.frames.close(self.avatar_key or "")
+        if self.avatar_key is not None:
+            self.state.frames.close(self.avatar_key)
         await self.engine.aclose()
+        await self._write_records()
         log.info("session ended after %d turns", len(self.engine.records))
         await asyncio.to_thread(release_free_memory)
 

@@ -2,13 +2,18 @@
 turns per client per minute. Every refusal is a :class:`LimitExceeded` with a machine-readable code the server
 passes to the client.
 
-A call is counted from its offer (WebRTC) or ``start`` message (websocket), before its handler starts: an offer
-whose connection never comes up stops counting after ``pending_ttl_s``. Calls opened from the Gradio page carry no
-client address here; each counts as its own client.
+A call is counted from its offer (WebRTC, the API's or the Gradio page's) or ``start`` message (websocket), before
+its handler starts: an offer whose connection never comes up stops counting after ``pending_ttl_s``. An id that is
+already open is refused (``session_exists``): a client cannot take over, double-count or free another call's slot.
+
+Each call opened here gets a secret **call token** (:meth:`CallLimits.open` returns it): the server's only proof that
+a request about a call comes from the client that opened it (oviya/server/app.py).
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 
 from oviya.config import LimitSettings
 
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # every call id the server accepts (ids go into logs and file names)
 WINDOW_S = 60.0  # max_turns_per_minute counts turns in a sliding window of this length
 
 
@@ -23,7 +29,7 @@ class LimitExceeded(Exception):
     """A limit refused a call or a turn.
 
     Attributes:
-        code: ``max_sessions`` | ``max_connections_per_client`` | ``rate_limited``.
+        code: ``max_sessions`` | ``max_connections_per_client`` | ``rate_limited`` | ``session_exists``.
         message: for the user.
     """
 
@@ -37,6 +43,7 @@ class LimitExceeded(Exception):
 class _Call:
     client: str
     expires: float | None  # set until the call's handler starts
+    token: str  # the call's secret
 
 
 class CallLimits:
@@ -56,29 +63,33 @@ class CallLimits:
         self._calls: dict[str, _Call] = {}
         self._turns: dict[str, deque[float]] = {}
 
-    def open(self, session_id: str, client: str, pending: bool = True) -> None:
+    def open(self, session_id: str, client: str, pending: bool = True) -> str:
         """Count a new call from ``client`` (an address). ``pending``: not started yet (see :meth:`started`).
 
+        Returns:
+            the call's token (``secrets.token_urlsafe(24)``).
         Raises:
-            LimitExceeded: ``max_sessions`` or ``max_connections_per_client``.
+            LimitExceeded: ``session_exists`` (the id is open), ``max_sessions`` or ``max_connections_per_client``.
         """
         self._prune()
         if session_id in self._calls:
-            return
+            raise LimitExceeded("session_exists", "a call with this id is already open; use a new random id")
         if len(self._calls) >= self.s.max_sessions:
             raise LimitExceeded("max_sessions", f"the server is busy: {self.s.max_sessions} calls are open; "
                                                 "try again in a minute")
         if sum(c.client == client for c in self._calls.values()) >= self.s.max_connections_per_client:
             raise LimitExceeded("max_connections_per_client",
                                 f"at most {self.s.max_connections_per_client} simultaneous calls per client")
-        self._calls[session_id] = _Call(client, self.clock() + self.pending_ttl_s if pending else None)
+        token = secrets.token_urlsafe(24)
+        self._calls[session_id] = _Call(client, self.clock() + self.pending_ttl_s if pending else None, token)
+        return token
 
     def started(self, session_id: str) -> None:
-        """The call's handler started: it counts until :meth:`close`. A call without an offer (the Gradio page)
-        is opened here as its own client.
+        """The call's handler started: it counts until :meth:`close`. A call whose offer was forgotten (its
+        connection came up after ``pending_ttl_s``) is opened again here as its own client.
 
         Raises:
-            LimitExceeded: ``max_sessions`` (a Gradio call when the server is full).
+            LimitExceeded: ``max_sessions`` when the server filled up meanwhile.
         """
         call = self._calls.get(session_id)
         if call is None:
@@ -88,6 +99,16 @@ class CallLimits:
 
     def close(self, session_id: str) -> None:
         self._calls.pop(session_id, None)
+
+    def token_of(self, session_id: str) -> str | None:
+        """The open call's token, or None."""
+        call = self._calls.get(session_id)
+        return call.token if call else None
+
+    def authorizes(self, session_id: str, token: str | None) -> bool:
+        """True when ``token`` is the open call's token (constant-time compare)."""
+        expected = self.token_of(session_id)
+        return expected is not None and token is not None and hmac.compare_digest(expected.encode(), token.encode())
 
     def client_of(self, session_id: str) -> str:
         call = self._calls.get(session_id)

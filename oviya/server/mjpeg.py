@@ -20,10 +20,20 @@ MEDIA_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
 VIEWER_QUEUE = 50  # frames (2 s at 25 fps) a slow viewer may lag before its oldest frames are dropped
 
 
-class FrameHub:
-    """Live calls' frames, fanned out to their viewers."""
+class TooManyViewers(Exception):
+    """A call's avatar already has ``max_viewers`` viewers."""
 
-    def __init__(self) -> None:
+
+class FrameHub:
+    """Live calls' frames, fanned out to their viewers. Each viewer has a bounded queue (a viewer that stops
+    reading loses its oldest frames, never grows memory); a call has at most ``max_viewers``.
+
+    Args:
+        max_viewers: simultaneous viewers of one call (``server.mjpeg_viewers_per_call``).
+    """
+
+    def __init__(self, max_viewers: int = 4) -> None:
+        self.max_viewers = max_viewers
         self._viewers: dict[str, set[asyncio.Queue]] = {}
 
     def __contains__(self, key: str) -> bool:
@@ -36,8 +46,10 @@ class FrameHub:
         return key
 
     def close(self, key: str) -> None:
-        """The call ended: its viewers' streams end."""
+        """The call ended: its viewers' streams end (a stalled viewer's oldest frame makes room for the end)."""
         for queue in self._viewers.pop(key, ()):
+            if queue.full():
+                queue.get_nowait()
             queue.put_nowait(None)
 
     def publish(self, key: str, frame: VideoFrame, show_in_s: float) -> None:
@@ -48,11 +60,21 @@ class FrameHub:
                 queue.get_nowait()
             queue.put_nowait((due, frame.jpeg))
 
-    async def stream(self, key: str) -> AsyncIterator[bytes]:
-        """The MJPEG body for one viewer. Raises KeyError for an unknown (or ended) call."""
+    def stream(self, key: str) -> AsyncIterator[bytes]:
+        """The MJPEG body for one new viewer (checked here, before any response starts).
+
+        Raises:
+            KeyError: an unknown (or ended) call. TooManyViewers: the call has ``max_viewers`` already.
+        """
         viewers = self._viewers[key]
+        if len(viewers) >= self.max_viewers:
+            raise TooManyViewers(f"at most {self.max_viewers} viewers of one call's avatar")
         queue: asyncio.Queue = asyncio.Queue(VIEWER_QUEUE)
         viewers.add(queue)
+        return self._serve(viewers, queue)
+
+    @staticmethod
+    async def _serve(viewers: set[asyncio.Queue], queue: asyncio.Queue) -> AsyncIterator[bytes]:
         try:
             while (item := await queue.get()) is not None:
                 due, jpeg = item

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from oviya.brain.memory import MemoryTokens
 from oviya.metrics import Metrics
 from oviya.server.mjpeg import FrameHub
 from oviya.server.limits import CallLimits
@@ -31,6 +32,9 @@ class SessionRegistry:
     def get(self, session_id: str) -> OviyaHandler | None:
         return self._by_id.get(session_id)
 
+    def all(self) -> list[OviyaHandler]:
+        return list(self._by_id.values())
+
     def __len__(self) -> int:
         return len(self._by_id)
 
@@ -40,6 +44,7 @@ class ServerState:
     """Shared by every call of one server.
 
     Attributes:
+        memory_tokens: issues and checks the secrets that open a user's memory.
         faults_api: sessions get fault-injection wrappers (``server.faults_api``, tests only).
     """
 
@@ -48,4 +53,16 @@ class ServerState:
     limits: CallLimits
     transcripts: TranscriptStore
     frames: FrameHub
+    memory_tokens: MemoryTokens
     faults_api: bool = False
+
+    async def release(self, handler: OviyaHandler) -> None:
+        """End a call, whatever its transport (WebRTC, websocket, the Gradio page) and however it ended (hang-up,
+        dropped connection, limit): it leaves the registry and the limits, and :meth:`OviyaHandler.close` stops its
+        tasks, writes its last turn and saves its memory. Safe to call more than once."""
+        sid = handler.session_id
+        if sid is not None and self.sessions.get(sid) is handler:
+            self.sessions.remove(sid, handler)
+            self.limits.close(sid)
+            self.metrics.sessions.set(len(self.sessions))
+        await handler.close()

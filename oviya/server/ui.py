@@ -3,6 +3,10 @@
 
 Typed turns go into the live call when one is open (the answer is spoken through it). Without a call they run on a
 per-browser-tab engine and the spoken answer appears in an audio player on the page.
+
+Every page event finds its call through the server's page → call binding (:class:`CallComponent`), never through
+an id the browser sends. The page keeps a memory token the server issued (browser storage); with a name typed in,
+the call is remembered under that token, so a name alone never opens anyone's notes.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
-from fastrtc import WebRTC
 
 from oviya.brain.persona import list_personas, load_persona
 from oviya.clock import FastForwardClock
@@ -19,39 +22,35 @@ from oviya.components import Components
 from oviya.config import Settings
 from oviya.engine import TurnEngine
 from oviya.events import AudioOut, ErrorEvent, TranscriptEvent, TurnDone
+from oviya.server.call_component import CallComponent, PageCalls
 from oviya.server.handler import OviyaHandler
-from oviya.server.state import SessionRegistry
+from oviya.server.state import ServerState
 
 # The browser's echo cancellation stays on for live use; tests switch it off through the same constraints.
 TRACK_CONSTRAINTS = {"echoCancellation": True, "noiseSuppression": True, "autoGainControl": True}
 
 
-def _session_id(value: Any) -> str | None:
-    sid = getattr(value, "webrtc_id", value)
-    return sid if isinstance(sid, str) and sid else None
-
-
-def build_ui(
-    handler: OviyaHandler, sessions: SessionRegistry, components: Components, settings: Settings,
-    rtc_configuration: Any, server_rtc_configuration: dict[str, Any] | None,
-) -> gr.Blocks:
-    """Build the page. ``handler`` is the prototype FastRTC copies for each call; the RTC configurations are
-    :func:`oviya.server.ice.rtc_configuration`'s."""
+def build_ui(handler: OviyaHandler, state: ServerState, components: Components, settings: Settings,
+             pages: PageCalls, server_rtc_configuration: dict[str, Any] | None) -> tuple[gr.Blocks, CallComponent]:
+    """Build the page and its call component (the app attaches it: :meth:`CallComponent.attach`). ``handler`` is the
+    prototype FastRTC copies for each call."""
     persona = components.persona
+    sessions = state.sessions
     with gr.Blocks(title=f"{persona.name} — realtime voice companion") as demo:
         gr.Markdown(f"## {persona.name}\nPress the microphone button and talk; {persona.name} answers aloud. "
                     "Or type below.")
-        call = WebRTC(
+        call = CallComponent(
             label="Voice call", modality="audio", mode="send-receive",
-            rtc_configuration=rtc_configuration, server_rtc_configuration=server_rtc_configuration,
-            track_constraints=TRACK_CONSTRAINTS,
+            server_rtc_configuration=server_rtc_configuration, track_constraints=TRACK_CONSTRAINTS,
             full_screen=False,  # the full-screen variant floats its button over the page, under other components
         )
         with gr.Row():
             persona_choice = gr.Dropdown(list_personas(), value=settings.brain.persona, label="Persona",
                                          info="switches the live call (or the typed chat) from the next reply on")
-            memory_key = gr.Textbox(label="Your name (optional)", max_length=200,
-                                    info=f"{persona.name} remembers you between calls under this name")
+            display_name = gr.Textbox(label="Your name (optional)", max_length=64,
+                                      info=f"{persona.name} remembers you between calls on this browser")
+        # The secret that opens this browser's memory: issued by the server, kept in the browser's localStorage.
+        memory_token = gr.BrowserState(None, storage_key="oviya_memory_token")
         with gr.Row():
             with gr.Column(scale=1):
                 chat = gr.Chatbot(type="messages", label="Transcript", height=360)
@@ -63,19 +62,29 @@ def build_ui(
                 audio = gr.Audio(label="Spoken answer (typed turns outside a call)", autoplay=True, interactive=False)
         engine_state = gr.State(None)  # the call-less conversation of this browser tab
 
-        # Persona and memory key are the stream's extra inputs: FastRTC hands their values to the call's handler.
-        # The handler ends a call after limits.max_session_s (with an error first), so no Gradio time limit.
-        call.stream(fn=handler, inputs=[call, persona_choice, memory_key], outputs=[call],
+        def ensure_token(token: Any) -> str:
+            return token if state.memory_tokens.valid(token) else state.memory_tokens.issue()
+
+        demo.load(ensure_token, inputs=[memory_token], outputs=[memory_token])
+
+        # Persona, name and memory token are the stream's extra inputs: FastRTC hands their values to the call's
+        # handler. The handler ends a call after limits.max_session_s (with an error first), so no Gradio time limit.
+        call.stream(fn=handler, inputs=[call, persona_choice, display_name, memory_token], outputs=[call],
                     concurrency_limit=settings.limits.max_sessions)
-        # The avatar box gets its <img> (the call's MJPEG stream) once, at the start of a call.
-        call.on_additional_outputs(lambda c, t, v: (c, t, gr.skip() if v is None else v),
-                                   outputs=[chat, timings, avatar], concurrency_limit=settings.limits.max_sessions)
+
+        async def page_outputs(value: Any, request: gr.Request):  # noqa: ANN202 - an async generator
+            # The avatar box gets its <img> (the call's MJPEG stream) once, at the start of a call.
+            async for update in call.page_outputs(request, lambda c, t, v: (c, t, gr.skip() if v is None else v)):
+                yield update
+
+        call.state_change(page_outputs, inputs=[call], outputs=[chat, timings, avatar], trigger_mode="once",
+                          show_progress="minimal", concurrency_limit=settings.limits.max_sessions)
 
         pending = gr.State(None)  # a typed message for the call-less path
 
-        async def send_text(value: Any, message: str) -> tuple[Any, str | None]:  # on the loop the call runs on
+        async def send_text(message: str, request: gr.Request) -> tuple[Any, str | None]:  # on the call's loop
             message = (message or "").strip()
-            live = sessions.get(_session_id(value) or "")
+            live = sessions.get(pages.of_event(request) or "")
             if not message or live is None:
                 return "", message or None
             try:  # the call's own event stream updates transcript and timings, and speaks the answer
@@ -117,7 +126,7 @@ def build_ui(
             audio = (engine.out_rate, np.concatenate(pieces)) if pieces else None
             return history, last, audio, engine
 
-        text.submit(send_text, inputs=[call, text], outputs=[text, pending]).then(
+        text.submit(send_text, inputs=[text], outputs=[text, pending]).then(
             speak_offline, inputs=[pending, chat, engine_state, persona_choice],
             outputs=[chat, timings, audio, engine_state])
-    return demo
+    return demo, call

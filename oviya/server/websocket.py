@@ -4,7 +4,12 @@ FastRTC's websocket loop reads ``receive_json()`` and indexes the result directl
 (not JSON, unknown event, bad base64) ends the connection with a stack trace. :class:`ValidatingWebSocket` wraps the
 socket: each incoming message is checked against the schema below; a bad one is answered with an error event and
 skipped, and the connection goes on. A ``start`` the server's limits refuse is answered with an error event
-(``max_sessions``, ``max_connections_per_client``) and the socket is closed.
+(``max_sessions``, ``max_connections_per_client``, ``session_exists``) and the socket is closed; an admitted one is
+answered with ``{"event": "session", "session_id", "call_token"}``: the call's secret for call-scoped API requests.
+
+Everything sent to the client goes through a bounded queue served by one task: a client that stops reading is
+dropped (the call ends as a hang-up) once ``server.send_queue`` messages wait or one takes longer than
+``server.send_timeout_s``, so it can never grow the server's memory.
 
 Messages (FastRTC's protocol; audio is base64 mu-law, mono, at the handler's input rate, 16 kHz):
 ``{"event": "start", "websocket_id": str}`` · ``{"event": "media", "media": {"payload": str}}`` ·
@@ -13,9 +18,11 @@ Messages (FastRTC's protocol; audio is base64 mu-law, mono, at the handler's inp
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
@@ -23,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from fastrtc.websocket import WebSocketHandler
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from oviya.server.limits import LimitExceeded
+from oviya.server.limits import SESSION_ID_PATTERN, LimitExceeded
 
+log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008  # websocket close code (RFC 6455) for a refused call
 
 # fastrtc 0.0.34's WebSocketHandler sets start_up_task only on "start" but reads it when any connection ends: a
@@ -38,7 +46,7 @@ class _Msg(BaseModel):
 
 class StartMsg(_Msg):
     event: Literal["start"]
-    websocket_id: str = Field(min_length=1, max_length=128)
+    websocket_id: str = Field(pattern=SESSION_ID_PATTERN)
 
 
 class MediaPayload(_Msg):
@@ -72,38 +80,113 @@ class ValidatingWebSocket:
     Args:
         websocket: the accepted-or-not socket from the route.
         max_media_bytes: largest decoded audio payload (mu-law: 1 byte per sample).
-        on_start: called with the ``websocket_id`` of the ``start`` message; raises LimitExceeded to refuse.
+        on_start: called with the ``websocket_id`` of the ``start`` message; returns the call's token, raises
+            LimitExceeded to refuse.
+        send_queue: messages that may wait for a slow client before it is dropped.
+        send_timeout_s: the longest one message may take to be sent before the client is dropped.
     """
 
     def __init__(self, websocket: WebSocket, max_media_bytes: int,
-                 on_start: Callable[[str], None] | None = None) -> None:
+                 on_start: Callable[[str], str] | None = None, send_queue: int = 256,
+                 send_timeout_s: float = 10.0) -> None:
         self._ws = websocket
         self.max_media_bytes = max_media_bytes
         self.on_start = on_start
         self.websocket_id: str | None = None
         self._started = False
+        self.send_timeout_s = send_timeout_s
+        self._outbox: asyncio.Queue[str] = asyncio.Queue(send_queue)
+        self._sender: asyncio.Task | None = None
+        self.dropped = asyncio.Event()  # set when the client stopped reading: the connection is given up
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ws, name)
 
+    # --- sending: one bounded queue, one task -----------------------------------------------------------------------
+    async def send_json(self, data: Any, mode: str = "text") -> None:
+        self.post(json.dumps(data))
+
+    async def send_text(self, data: str) -> None:
+        self.post(data)
+
+    def post(self, text: str) -> None:
+        """Queue one message for the client; drops the client when the queue is full."""
+        if self.dropped.is_set():
+            return
+        try:
+            self._outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            self._drop(f"{self._outbox.maxsize} messages unsent")
+            return
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_loop(), name="oviya-ws-send")
+
+    async def _send_loop(self) -> None:
+        while True:
+            text = await self._outbox.get()
+            try:
+                await asyncio.wait_for(self._ws.send_text(text), self.send_timeout_s)
+            except (TimeoutError, asyncio.TimeoutError):
+                self._drop(f"a message not taken within {self.send_timeout_s} s")
+                return
+            except Exception:  # noqa: BLE001 - the socket closed: nothing more to send
+                self.dropped.set()
+                return
+            finally:
+                self._outbox.task_done()
+
+    def _drop(self, why: str) -> None:
+        if not self.dropped.is_set():
+            log.warning("websocket client not reading (%s): dropped", why)
+            self.dropped.set()
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Send what is queued (within ``send_timeout_s``), then close."""
+        if not self.dropped.is_set():
+            try:
+                await asyncio.wait_for(self._outbox.join(), self.send_timeout_s)
+            except (TimeoutError, asyncio.TimeoutError):
+                pass
+        await self._ws.close(code, reason)
+
+    async def aclose(self) -> None:
+        """Stop the sender task (the connection is over)."""
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+    # --- receiving ------------------------------------------------------------------------------------------------
+    async def _receive(self) -> dict[str, Any]:
+        """The next ASGI message, or a disconnect once the client has been dropped."""
+        receiving = asyncio.ensure_future(self._ws.receive())
+        dropped = asyncio.ensure_future(self.dropped.wait())
+        await asyncio.wait({receiving, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        dropped.cancel()
+        if not receiving.done():
+            receiving.cancel()
+            return {"type": "websocket.disconnect", "code": POLICY_VIOLATION}
+        return receiving.result()
+
     async def receive_json(self, mode: str = "text") -> dict[str, Any]:
         while True:
-            message = await self._ws.receive()
+            message = await self._receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             try:
                 msg = self._validate(message.get("text"), message.get("bytes"))
             except ValueError as e:
-                await self._ws.send_json(error_message("bad_message", str(e)))
+                self.post(json.dumps(error_message("bad_message", str(e))))
                 continue
             if msg["event"] == "start" and self.on_start is not None:
                 try:
-                    self.on_start(msg["websocket_id"])
+                    token = self.on_start(msg["websocket_id"])
                 except LimitExceeded as e:
-                    await self._ws.send_json(error_message(e.code, e.message))
-                    await self._ws.close(POLICY_VIOLATION, e.code)
+                    self.post(json.dumps(error_message(e.code, e.message)))
+                    await self.close(POLICY_VIOLATION, e.code)
                     raise WebSocketDisconnect(POLICY_VIOLATION) from None
                 self.websocket_id = msg["websocket_id"]
+                self.post(json.dumps({"type": "oviya", "data": {"event": "session", "session_id": self.websocket_id,
+                                                                "call_token": token}}))
             return msg
 
     def _validate(self, text: str | None, data: bytes | None) -> dict[str, Any]:
