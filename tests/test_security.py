@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import json
 import os
 import re
@@ -393,8 +394,9 @@ def test_memory_opens_only_with_the_secret_the_server_issued_never_with_a_name(s
 
     first = asyncio.run(remembered("first"))
     assert first["enabled"] and not first["notes_loaded"]
+    notes = secure.memory / (hashlib.sha256(first["token"].encode()).hexdigest()[:32] + ".json")  # UserMemory
     deadline = time.monotonic() + 60
-    while not list(secure.memory.glob("*.json")) and time.monotonic() < deadline:
+    while not notes.exists() and time.monotonic() < deadline:  # saved when the call has ended
         time.sleep(0.5)
     stranger = asyncio.run(remembered("stranger"))  # same name, no token: a new, empty memory
     assert stranger["token"] != first["token"] and not stranger["notes_loaded"]
