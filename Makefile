@@ -2,6 +2,7 @@
 #   make run    install everything into .venv, then serve the app on http://0.0.0.0:7860 (embedded cpu profile)
 #   make test   install everything into .venv, then run the test suite (inside a loopback-only network namespace
 #               when allowed, as CI does)
+#   make test-fast  the model-free layer for development: scenario tests on fake stages and virtual time, units
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,8 @@ LLAMA_VERSION := 0.3.36
 # (4-13 min on 2 cores) and keep it in $(WHEELS) for every later install.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: install run test
+.PHONY: install run test test-fast
+FAST_TESTS := tests/test_scenarios.py tests/test_clauses.py tests/test_config.py tests/test_audio.py
 
 install: $(VENV)/.installed
 
@@ -35,3 +37,6 @@ test: install
 	else \
 	  OVIYA_ICE_HOSTS=127.0.0.1 $(PY) -m pytest; \
 	fi
+
+test-fast: install
+	$(PY) -m pytest $(FAST_TESTS)

@@ -43,3 +43,15 @@ class FastForwardClock:
     async def sleep(self, seconds: float) -> None:
         self._skipped += max(0.0, seconds)
         await asyncio.sleep(0)
+
+
+class LoopClock:
+    """The running event loop's time: the same as :class:`RealClock` on an ordinary loop, virtual on a loop whose
+    time is faked (``looptime`` in the scenario tests), so the engine's clock, its timers (``call_later``), its
+    timeouts and the player's pacing all share one time line."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))

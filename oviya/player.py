@@ -19,6 +19,10 @@ import numpy as np
 
 from oviya.clock import Clock
 
+# Shorter waits count as none: float sums of frame times can leave a remainder of 1e-17 s, which a virtual clock
+# (tests/test_scenarios.py) may never advance past.
+TICK_S = 1e-6
+
 
 @dataclass
 class _Frame:
@@ -131,7 +135,7 @@ class AudioPlayer:
         while True:
             await self._idle.wait()
             remaining = self._next_due - self.clock.now()
-            if remaining <= 0:
+            if remaining <= TICK_S:
                 return
             await self.clock.sleep(remaining)
             if self._idle.is_set():
@@ -149,7 +153,7 @@ class AudioPlayer:
             now = self.clock.now()
             self._next_due = max(self._next_due, now)  # after a gap, playback restarts now
             release_at = self._next_due - self.lead_s
-            if release_at > now:
+            if release_at > now + TICK_S:
                 await self.clock.sleep(release_at - now)
                 continue
             f = self._queue.popleft()

@@ -1,0 +1,367 @@
+"""The turn engine's logic, pinned by scripted conversations on fake stages and virtual time (tests/fakes.py).
+
+The event loop's clock is faked with ``looptime``: sleeps, timers and timeouts advance virtual time instantly, so a
+conversation of many seconds runs in a fraction of one, and every timing below is exact to the script (within a
+VAD chunk of 32 ms or a player frame of 20 ms). Logic only: no reported figure comes from these fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import looptime
+import pytest
+
+from fakes import FakeLLM, FakeStages, FakeTTS, fake_components
+from oviya.clock import LoopClock
+from oviya.config import Settings, load_settings
+from oviya.engine import AudioFlush, TurnEngine
+from oviya.events import AudioOut, ErrorEvent, StatusEvent, TranscriptEvent, TurnDone
+
+FRAME_S = 0.02
+REPLY = "Oh, that sounds lovely. Tell me more about it, I would like to hear every little detail of your day."
+
+
+def scenario_settings(**overrides) -> Settings:
+    """Default settings, without the echo canceller (fake audio has no room to echo in)."""
+    return load_settings(**{"barge_in": {"echo_guard": "off"}, **overrides})
+
+
+class Conversation:
+    """One engine on fakes; ``events`` are ``(virtual seconds since start, event)``."""
+
+    def __init__(self, settings: Settings, stages: FakeStages) -> None:
+        self.stages = stages
+        self.engine = TurnEngine(stages.components, settings, clock=LoopClock())
+        self.events: list[tuple[float, object]] = []
+
+    async def __aenter__(self) -> "Conversation":
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()
+        await self.engine.start()
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.engine.aclose()
+        await asyncio.sleep(0)
+        self._reader.cancel()
+
+    def now(self) -> float:
+        return round(self.loop.time() - self.t0, 3)
+
+    async def _read(self) -> None:
+        while True:
+            event = await self.engine.next_event(None)
+            self.events.append((self.now(), event))
+
+    async def say(self, *parts: tuple[str, float] | float) -> None:
+        """Speak the script in 20 ms frames at the microphone's real-time pace (virtual time)."""
+        audio = self.stages.script.audio(list(parts))
+        n = int(16000 * FRAME_S)
+        for i in range(0, len(audio), n):
+            self.engine.push_audio(audio[i : i + n], 16000)
+            await asyncio.sleep(FRAME_S)
+
+    async def until(self, predicate: Callable[[object], bool], timeout: float = 30.0) -> float:
+        """Wait (virtual time) for an event matching ``predicate``; returns when it came."""
+        for _ in range(int(timeout / FRAME_S)):
+            for t, e in self.events:
+                if predicate(e):
+                    return t
+            await asyncio.sleep(FRAME_S)
+        raise AssertionError(f"no such event within {timeout} s: {self.kinds()}")
+
+    async def speaking(self) -> float:
+        return await self.until(lambda e: isinstance(e, StatusEvent) and e.state == "speaking")
+
+    async def turns(self, n: int, timeout: float = 30.0) -> list:
+        for _ in range(int(timeout / FRAME_S)):
+            if len(self.records()) >= n:
+                return self.records()
+            await asyncio.sleep(FRAME_S)
+        raise AssertionError(f"{len(self.records())} of {n} turns: {self.kinds()}")
+
+    def records(self) -> list:
+        return [e.record for _, e in self.events if isinstance(e, TurnDone)]
+
+    def of(self, kind: type) -> list:
+        return [e for _, e in self.events if isinstance(e, kind)]
+
+    def kinds(self) -> list[str]:
+        """The event sequence without audio frames: status names, transcript roles, errors, turn outcomes."""
+        out = []
+        for _, e in self.events:
+            if isinstance(e, StatusEvent):
+                out.append(e.state)
+            elif isinstance(e, TranscriptEvent) and e.final:
+                out.append(f"{e.role}:final")
+            elif isinstance(e, ErrorEvent):
+                out.append(f"error:{e.code}")
+            elif isinstance(e, TurnDone):
+                out.append(f"turn:{e.record.outcome}")
+            elif isinstance(e, AudioFlush):
+                out.append("flush")
+        return [k for i, k in enumerate(out) if i == 0 or k != out[i - 1]]
+
+
+def run(settings: Settings, stages: FakeStages, body: Callable[[Conversation], Awaitable[None]]) -> Conversation:
+    """Run ``body`` on a conversation, on an event loop whose time is virtual."""
+    loop = asyncio.new_event_loop()
+    looptime.patch_event_loop(loop)
+
+    async def main() -> Conversation:
+        async with Conversation(settings, stages) as conv:
+            await body(conv)
+        return conv
+
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return scenario_settings()
+
+
+def test_plain_turn_is_answered_with_the_timing_the_stages_took(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.2)], [FakeTTS(first_audio_s=0.15)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("How was your day", 1.0), 2.0)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert c.kinds()[:6] == ["user_speaking", "thinking", "speaking", "user:final", "assistant:final", "turn:answered"]
+    assert (rec.outcome, rec.end_reason, rec.user_text) == ("answered", "smart_turn", "How was your day")
+    t = rec.timings()
+    assert 190 <= t["eot_delay_ms"] <= 260  # Smart Turn's 200 ms pause, on 32 ms chunks
+    assert rec.stt_reused  # the transcript started at the first silent chunk was the one used
+    assert 195 <= t["llm_ttft_ms"] <= 215 and 140 <= t["tts_ttfb_ms"] <= 170
+    assert rec.reply_text.split() == REPLY.split()  # played to the end
+    assert c.engine.brain.history == [{"role": "user", "content": "How was your day"},
+                                      {"role": "assistant", "content": rec.reply_text}]
+
+
+def test_a_continuation_before_the_first_audio_is_merged_into_one_turn(settings):
+    stages = fake_components(settings, [FakeLLM(first_token_s=1.0)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("I went to the market", 1.0), 0.45, ("and bought apples", 1.0), 2.0)
+        await c.turns(2)
+
+    c = run(settings, stages, body)
+    first, merged = c.records()[:2]
+    assert (first.outcome, merged.outcome) == ("continued", "answered")
+    assert first.turn_id == merged.turn_id and merged.user_text == "I went to the market and bought apples"
+    assert [m["role"] for m in c.engine.brain.history] == ["user", "assistant"]
+    assert not any(isinstance(e, AudioOut) and t < 1.6 for t, e in c.events)  # she never spoke over the user
+
+
+def test_a_continuation_after_the_first_audio_interrupts_and_is_answered_alone(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Tell me something", 1.0), 1.2, ("actually never mind that, what time is it", 2.0), 2.0)
+        await c.turns(2)
+
+    c = run(settings, stages, body)
+    first, second = c.records()[:2]
+    assert first.outcome == "interrupted" and first.barge_in_stop is not None
+    assert second.outcome == "answered" and second.user_text == "actually never mind that, what time is it"
+
+
+def test_barge_in_with_words_interrupts_and_the_history_keeps_only_the_heard_words(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Tell me a story", 1.0), 0.3)
+        onset = await c.speaking() + 1.0
+        await asyncio.sleep(max(0.0, onset - c.now()))
+        await c.say(("wait please stop", 1.2), 2.0)
+        await c.turns(2)
+
+    c = run(settings, stages, body)
+    first = c.records()[0]
+    assert first.outcome == "interrupted" and 0 < len(first.reply_text) < len(REPLY)
+    assert ms(first.barge_in_stop - first.barge_in_onset) <= 40  # paused within a chunk of the onset
+    assert {"role": "assistant", "content": first.reply_text} in c.engine.brain.history
+    assert "flush" in c.kinds()
+
+
+def test_a_backchannel_over_the_reply_lets_her_go_on(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Tell me a story", 1.0), 0.3)
+        await asyncio.sleep(max(0.0, await c.speaking() + 0.8 - c.now()))
+        await c.say(("yeah", 0.4), 0.5)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert rec.outcome == "answered" and rec.backchannels == ["yeah"]
+    assert rec.reply_text.split() == " ".join(stages.ttss[0].clauses).split()  # every clause was heard
+
+
+def test_noise_over_the_reply_pauses_her_and_she_resumes_after_the_quiet(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Tell me a story", 1.0), 0.3)
+        await asyncio.sleep(max(0.0, await c.speaking() + 0.8 - c.now()))
+        calls.append(stages.stt.calls)
+        await c.say(("(click)", 0.1), 1.0)  # shorter than vad.min_speech_ms: never a turn
+        await c.turns(1)
+
+    calls: list[int] = []
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert rec.outcome == "answered" and rec.barge_in_onset is not None and len(c.records()) == 1
+    assert rec.reply_text.split() == REPLY.split()  # she resumed and finished
+    assert stages.stt.calls == calls[0]  # the click was never transcribed
+    paused = [t for t, e in c.events if isinstance(e, AudioFlush)]
+    audio_after = [t for t, e in c.events if isinstance(e, AudioOut) and t > paused[0]]
+    assert 0.2 <= audio_after[0] - paused[0] <= 0.45  # silent at the onset, back after resume_after_ms of quiet
+
+
+def test_her_own_echo_does_not_interrupt_her(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Tell me a story", 1.0), 0.3)
+        await asyncio.sleep(max(0.0, await c.speaking() + 0.8 - c.now()))
+        await c.say(("that sounds lovely", 0.5), 1.0)  # her own words, back through the microphone
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert rec.outcome == "answered" and len(c.records()) == 1
+
+
+def test_an_llm_silent_past_its_first_token_timeout_is_replaced_by_the_next(settings):
+    hung, second = FakeLLM(mode="hang", name="hung"), FakeLLM(reply="I am here.", first_token_s=0.2, name="second")
+    stages = fake_components(settings, [hung, second])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Are you there", 1.0), 3.0)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert (rec.outcome, rec.llm_backend, rec.reply_text) == ("answered", "second", "I am here.")
+    assert 1190 <= rec.timings()["llm_ttft_ms"] <= 1260  # first_token_timeout_s 1.0 + the second's 0.2
+
+
+def test_all_llms_down_gives_the_personas_fallback_line(settings):
+    stages = fake_components(settings, [FakeLLM(mode="raise")])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Are you there", 1.0), 3.0)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert rec.route == "fallback" and rec.reply_text == stages.components.persona.fallback_line
+    assert "error:llm_error" in c.kinds() and rec.outcome == "answered"
+
+
+def test_a_tts_failure_mid_reply_hands_the_rest_to_the_next_backend(settings):
+    first, second = FakeTTS(fail_on=(2,), name="first-tts"), FakeTTS(name="second-tts")
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)], [first, second])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Tell me a story", 1.0), 0.3)
+        await c.turns(1, timeout=60)
+
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert rec.outcome == "answered" and rec.tts_backend == "second-tts"
+    assert len(first.clauses) == 2 and second.clauses and second.clauses[0] == first.clauses[1]
+
+
+def test_hanging_up_mid_reply_records_the_turn_as_hangup(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Tell me a story", 1.0), 0.3)
+        await asyncio.sleep(max(0.0, await c.speaking() + 1.0 - c.now()))
+        await c.engine.aclose()
+        await asyncio.sleep(0.1)
+
+    c = run(settings, stages, body)
+    rec = c.engine.records[0]
+    assert rec.outcome == "hangup" and 0 < len(rec.reply_text) < len(REPLY)
+
+
+def test_a_typed_turn_during_a_reply_interrupts_it_and_is_answered(settings):
+    stages = fake_components(settings, [FakeLLM(reply=lambda u: f"You said {u}.", first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        c.engine.push_text("Tell me about the sea and the sky and the stars above us tonight")
+        await asyncio.sleep(max(0.0, await c.speaking() + 0.5 - c.now()))
+        c.engine.push_text("Stop")
+        await c.turns(2)
+
+    c = run(settings, stages, body)
+    first, second = c.records()[:2]
+    assert (first.outcome, second.outcome, second.source, second.reply_text) == (
+        "interrupted", "answered", "text", "You said Stop.")
+
+
+def test_a_refused_turn_is_recorded_and_a_refused_typed_turn_leaves_the_reply_alone(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)])
+    admitted = [True, False, False]
+
+    async def body(c: Conversation) -> None:
+        c.engine.turn_gate = lambda: None if admitted.pop(0) else ("rate_limited", "too many turns")
+        c.engine.push_text("Tell me a story")
+        await asyncio.sleep(max(0.0, await c.speaking() + 0.5 - c.now()))
+        c.engine.push_text("Stop")  # refused: the story goes on
+        await c.turns(2, timeout=60)
+        await c.say(0.5, ("And another thing", 1.0), 2.0)  # a spoken turn after the story: refused too
+        await c.turns(3)
+
+    c = run(settings, stages, body)
+    assert [(r.user_text, r.outcome) for r in c.records()] == [
+        ("Stop", "refused"), ("Tell me a story", "answered"), ("", "refused")]  # a refused voice turn is not transcribed
+    assert c.records()[1].reply_text.split() == REPLY.split()  # the story was not cut
+    assert c.kinds().count("error:rate_limited") == 2
+
+
+def test_she_backchannels_in_a_long_pause_without_taking_the_turn(settings):
+    stages = fake_components(settings, [FakeLLM(first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("so yesterday I was thinking about my plans for the summer...", 4.5), 1.0,
+                    ("and I want to travel", 1.0), 2.0)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert rec.outcome == "answered" and len(rec.backchannels_said) == 1
+    assert rec.user_text.endswith("and I want to travel")
+    heard_before_turn = [t for t, e in c.events if isinstance(e, AudioOut) and t < 6.0]
+    assert heard_before_turn and 4.9 <= heard_before_turn[0] <= 5.2  # ~450 ms into the pause, one short phrase
+
+
+def test_speech_longer_than_the_max_utterance_is_cut_and_answered():
+    settings = scenario_settings(turn={"max_utterance_s": 3.0})
+    stages = fake_components(settings, [FakeLLM(first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("I keep talking and talking", 4.0), 2.0)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    cut = c.records()[0]
+    assert cut.end_reason == "max_length" and "error:max_utterance" in c.kinds()
+    assert 2.9 <= cut.eot - c.t0 <= 3.1  # cut at max_utterance_s of speech, not at its end (4 s)
