@@ -418,9 +418,14 @@ class TurnEngine:
         self._judging = asyncio.create_task(self._judge_overlap(_Reply(rec, audio=ev.audio)))
 
     async def _judge_overlap(self, reply: _Reply) -> None:
-        """A short utterance over Oviya's speech ended: a backchannel lets her go on, anything else interrupts."""
+        """A short utterance over Oviya's speech ended: a backchannel lets her go on, anything else interrupts. If
+        it cannot be transcribed she goes on too: a paused reply nobody resumes would hold the call silent."""
         try:
             result = await self._transcript_of(reply)
+        except Exception as e:  # noqa: BLE001 - any STT failure: what was said is unknown
+            log.warning("STT failed on talk-over (%s); the reply goes on", e)
+            self._resume_reply()
+            return
         finally:
             self._judging = None
         words = _WORD.findall(result.text.lower())

@@ -86,15 +86,18 @@ class FakeSmartTurn:
 
 @dataclass
 class FakeSTT:
-    """Stands in for Whisper: the script's texts in the audio, joined. ``fail``: raise instead."""
+    """Stands in for Whisper: the script's texts in the audio, joined. ``fail``: always raise; ``fail_next``: raise
+    on that many next calls."""
 
     script: Script
     fail: bool = False
+    fail_next: int = 0
     calls: int = 0
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         self.calls += 1
-        if self.fail:
+        if self.fail or self.fail_next > 0:
+            self.fail_next = max(0, self.fail_next - 1)
             raise RuntimeError("fake STT failure")
         return Transcript(" ".join(t.rstrip(".") for t in self.script.heard(audio)), len(audio) / SR, "en")
 

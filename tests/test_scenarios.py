@@ -247,6 +247,21 @@ def test_her_own_echo_does_not_interrupt_her(settings):
     assert rec.outcome == "answered" and len(c.records()) == 1
 
 
+def test_talk_over_that_cannot_be_transcribed_lets_her_go_on(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Tell me a story", 1.0), 0.3)
+        await asyncio.sleep(max(0.0, await c.speaking() + 0.8 - c.now()))
+        stages.stt.fail_next = 1  # the talk-over's transcription fails (a real server saw this hold a call silent)
+        await c.say(("mm okay", 0.4), 0.5)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert rec.outcome == "answered" and rec.reply_text.split() == REPLY.split()
+
+
 def test_an_llm_silent_past_its_first_token_timeout_is_replaced_by_the_next(settings):
     hung, second = FakeLLM(mode="hang", name="hung"), FakeLLM(reply="I am here.", first_token_s=0.2, name="second")
     stages = fake_components(settings, [hung, second])

@@ -215,6 +215,7 @@ def test_twenty_websocket_calls_opened_and_closed_leave_nothing_behind_and_save_
                 await http.post("/api/text", json={"session_id": call.sid, "text": LONG_REPLY})
                 await call.wait_for(lambda e: e["event"] == "status" and e["state"] == "speaking", 40)
             return call.sid, call.token, avatar, remembered and n % 2 == 0  # notes need something said
+    # (the mid-reply hang-ups are the even n: each must leave its turn in the transcript, outcome hangup)
 
     async def run() -> tuple[list, float, float, list]:
         await one_call(100)  # warm-up: the server's thread pools exist before the baseline
@@ -238,6 +239,9 @@ def test_twenty_websocket_calls_opened_and_closed_leave_nothing_behind_and_save_
             assert http.post("/api/text", json={"session_id": sid, "text": "hi"},
                              headers={"X-Call-Token": token}).status_code == 404
             assert avatar and http.get(avatar).status_code == 404
+    for n, (sid, *_) in enumerate(calls):
+        if n % 2 == 0:
+            assert [t["outcome"] for t in read_transcript(secure.transcripts / f"{sid}.jsonl")] == ["hangup"], sid
     remembered = sum(r for *_, r in calls)
     deadline = time.monotonic() + 60
     while len(list(secure.memory.glob("*.json"))) < remembered and time.monotonic() < deadline:
