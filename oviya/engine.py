@@ -250,9 +250,8 @@ class TurnEngine:
         rec = TurnRecord(self._turn_id, "text", speech_end=now, eot=now, end_reason="text")
         if self.turn_gate is not None:
             if (refusal := self.turn_gate()) is not None:
-                rec.outcome, rec.user_text = "refused", text.strip()
-                rec.errors.append(": ".join(refusal))
-                self._emit(ErrorEvent(*refusal))
+                rec.user_text = text.strip()
+                self._refuse(rec, refusal)
                 self.records.append(rec)
                 self._emit(TurnDone(rec))
                 return
@@ -547,9 +546,7 @@ class TurnEngine:
         try:
             if rec.turn_id != self._admitted_turn and self.turn_gate is not None:
                 if (refusal := self.turn_gate()) is not None:
-                    rec.outcome = "refused"
-                    rec.errors.append(": ".join(refusal))
-                    self._emit(ErrorEvent(*refusal))
+                    self._refuse(rec, refusal)
                     return
                 self._admitted_turn = rec.turn_id  # a continued turn comes back with its id: counted once
             if text is None:
@@ -572,6 +569,12 @@ class TurnEngine:
             raise
         finally:
             self._finish(reply)
+
+    def _refuse(self, rec: TurnRecord, refusal: tuple[str, str]) -> None:
+        """The turn gate refused the turn: its record says why, and so does an error event."""
+        rec.outcome = "refused"
+        rec.errors.append(": ".join(refusal))
+        self._emit(ErrorEvent(*refusal))
 
     async def _speak(self, reply: _Reply, fixed: str | None = None) -> None:
         """Speak the reply: the brain's, or the ``fixed`` line (no LLM) in the persona's default emotion."""

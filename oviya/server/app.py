@@ -299,7 +299,6 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
 
     @app.post("/api/memory", dependencies=protected)
     async def memory(body: MemoryRequest, call_token: str | None = CallToken) -> dict:
-        live_call(body.session_id, call_token)
         token = body.memory_token or state.memory_tokens.issue()
         on_live_session(body.session_id, call_token, lambda live: live.set_memory(token, body.display_name))
         return {"status": "ok", "memory_token": token}

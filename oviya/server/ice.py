@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections import deque
 from typing import Any
 
 import httpx
 
 from oviya.config import ServerSettings
-from oviya.server.limits import LimitExceeded
+from oviya.server.limits import LimitExceeded, PerMinute
 
 SERVER_TURN_TTL_S = 360_000  # FastRTC's deployment guide: the server's credentials outlive any call
-WINDOW_S = 60.0
 
 
 class TurnConfigError(RuntimeError):
@@ -51,7 +48,7 @@ class TurnCredentials:
     def __init__(self, settings: ServerSettings, hf_token: str) -> None:
         self.s = settings
         self._token = hf_token
-        self._asked: dict[str, deque[float]] = {}
+        self._asked = PerMinute(settings.turn_credentials_per_minute)
 
     def fetch(self, ttl_s: int) -> dict[str, Any]:
         """``{"iceServers": [...]}`` valid for ``ttl_s`` seconds.
@@ -77,15 +74,8 @@ class TurnCredentials:
             LimitExceeded: ``rate_limited`` beyond ``turn_credentials_per_minute`` for ``client``.
             TurnConfigError: the endpoint failed.
         """
-        now = time.monotonic()
-        asked = self._asked.setdefault(client, deque())
-        while asked and asked[0] <= now - WINDOW_S:
-            asked.popleft()
-        if len(asked) >= self.s.turn_credentials_per_minute:
-            raise LimitExceeded("rate_limited", "too many call starts: try again in a minute")
-        asked.append(now)
-        for other in [k for k, v in self._asked.items() if not v]:
-            del self._asked[other]
+        if (wait := self._asked.admit(client)) is not None:
+            raise LimitExceeded("rate_limited", f"too many call starts: try again in {wait:.0f} s")
         return await asyncio.to_thread(self.fetch, self.s.turn_credentials_ttl_s)
 
 

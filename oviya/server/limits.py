@@ -39,6 +39,34 @@ class LimitExceeded(Exception):
         self.message = message
 
 
+class PerMinute:
+    """Events per key in a sliding window of :data:`WINDOW_S`; keys whose window is empty are forgotten.
+
+    Args:
+        limit: events a key may have in any window.
+        clock: monotonic seconds (a virtual clock in tests).
+    """
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.clock = clock
+        self._events: dict[str, deque[float]] = {}
+
+    def admit(self, key: str) -> float | None:
+        """Count one event of ``key``; returns None, or — when ``key`` is at its limit — the seconds until it may
+        have another (the event is then not counted)."""
+        now = self.clock()
+        for other in [k for k, t in self._events.items() if t[-1] <= now - WINDOW_S]:
+            del self._events[other]
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= now - WINDOW_S:
+            events.popleft()
+        if len(events) >= self.limit:
+            return events[0] + WINDOW_S - now
+        events.append(now)
+        return None
+
+
 @dataclass
 class _Call:
     client: str
@@ -61,7 +89,7 @@ class CallLimits:
         self.pending_ttl_s = pending_ttl_s
         self.clock = clock
         self._calls: dict[str, _Call] = {}
-        self._turns: dict[str, deque[float]] = {}
+        self._turns = PerMinute(settings.max_turns_per_minute, clock)
 
     def open(self, session_id: str, client: str, pending: bool = True) -> str:
         """Count a new call from ``client`` (an address). ``pending``: not started yet (see :meth:`started`).
@@ -120,15 +148,10 @@ class CallLimits:
         Raises:
             LimitExceeded: ``rate_limited`` when the client already had ``max_turns_per_minute`` turns in 60 s.
         """
-        now = self.clock()
-        turns = self._turns.setdefault(self.client_of(session_id), deque())
-        while turns and turns[0] <= now - WINDOW_S:
-            turns.popleft()
-        if len(turns) >= self.s.max_turns_per_minute:
-            wait = turns[0] + WINDOW_S - now
+        wait = self._turns.admit(self.client_of(session_id))
+        if wait is not None:
             raise LimitExceeded("rate_limited", f"too many turns: at most {self.s.max_turns_per_minute} a minute; "
                                                 f"try again in {wait:.0f} s")
-        turns.append(now)
 
     def __len__(self) -> int:
         self._prune()
@@ -138,5 +161,3 @@ class CallLimits:
         now = self.clock()
         for sid in [sid for sid, c in self._calls.items() if c.expires is not None and c.expires <= now]:
             del self._calls[sid]
-        for client in [k for k, t in self._turns.items() if not t or t[-1] <= now - WINDOW_S]:
-            del self._turns[client]

@@ -32,9 +32,6 @@ class SessionRegistry:
     def get(self, session_id: str) -> OviyaHandler | None:
         return self._by_id.get(session_id)
 
-    def all(self) -> list[OviyaHandler]:
-        return list(self._by_id.values())
-
     def __len__(self) -> int:
         return len(self._by_id)
 
