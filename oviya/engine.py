@@ -102,12 +102,13 @@ class TurnEngine:
         self.settings = settings
         self.clock = clock or RealClock()
         llm = settings.llm
-        self.brain = Brain(components.llm, components.persona, components.safety, components.emotion,
-                           settings.brain, GenerationParams(llm.max_tokens, llm.temperature, llm.top_p),
+        self.brain = Brain(components.llm, components.persona, components.safety, components.identity,
+                           components.emotion, settings.brain, GenerationParams(llm.max_tokens, llm.temperature, llm.top_p),
                            settings.memory)
         self.user_memory = UserMemory(settings.memory.dir, settings.memory.summary_max_chars)
         self.memory_key: str | None = None
         self._memory_load: asyncio.Task | None = None
+        self._warm_task: asyncio.Task | None = None
         self._memory_saved_at = 0  # history length at the last save
         smart = components.smart_turn.probability if components.smart_turn is not None else None
         self.listener = Listener(components.vad, settings, smart)
@@ -168,8 +169,19 @@ class TurnEngine:
 
         async def load() -> None:
             self.brain.user_summary = await self.user_memory.load_capped(key, self.settings.memory.load_timeout_ms / 1000)
+            self.rewarm()
 
         self._memory_load = asyncio.create_task(load(), name="oviya-memory-load")
+
+    def rewarm(self) -> None:
+        """Recompute the prompt prefix (persona, display name, notes) in the LLM's cache in the background, so the
+        next reply's first token does not wait for it (a 1.5B model on 2 cores takes ~16 ms per prompt token).
+        Call it after any of them changed; a newer call replaces an unfinished one."""
+        if self._closing:
+            return
+        if self._warm_task is not None:
+            self._warm_task.cancel()
+        self._warm_task = asyncio.create_task(asyncio.to_thread(self.brain.warm), name="oviya-prompt-warm")
 
     async def save_memory(self) -> str | None:
         """Condense this session into the user's notes and save them (no-op without a memory key). Returns them."""
@@ -188,7 +200,8 @@ class TurnEngine:
         """Cancel any reply and stop playout; then save the user's notes (with a memory key). The transcript and
         records stay readable; a reply cut short here is recorded with outcome ``hangup``."""
         self._closing = True
-        for task in (self._judging, self._reply_task, self._backchannel_task, self._memory_load, self._player_task):
+        for task in (self._judging, self._reply_task, self._backchannel_task, self._memory_load, self._warm_task,
+                     self._player_task):
             if task is not None and not task.done():
                 task.cancel()
                 try:
@@ -618,7 +631,7 @@ class TurnEngine:
         """Brain → clauses. Always ends the queue with None so the speaker loop finishes."""
         rec = reply.record
         brain = self.brain
-        plan = brain.plan(rec.user_text)
+        plan = await asyncio.to_thread(brain.plan, rec.user_text)  # sentence embeddings: keep the loop free
         rec.route, rec.user_emotion, rec.emotion = plan.route, plan.user_emotion, plan.emotion
         rec.safety_category = plan.safety.category if plan.safety else None
         chunker = ClauseChunker(self.settings.brain.clause_min_words, self.settings.brain.first_clause_min_words)

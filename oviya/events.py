@@ -84,8 +84,9 @@ class TurnRecord:
             Oviya's output was silenced.
         backchannels: what the user said over this reply without interrupting it.
         backchannels_said: Oviya's own backchannels ("mm-hmm") in the pauses of this user turn.
-        route: how the reply was made: llm, safety (the persona's safe reply, no LLM call) or fallback (every LLM
-            backend failed: the persona's fallback line).
+        route: how the reply was made: llm, safety (the persona's safe reply, no LLM call), identity (the persona's
+            fixed answer to "are you a person?"-like questions, no LLM call) or fallback (every LLM backend failed:
+            the persona's fallback line).
         llm_backend: the chain member that answered (``llm`` route).
         tts_backend: the TTS chain member that spoke the last clause.
         safety_category: the safety rule behind a safety route, or ``unsafe_output`` when the LLM's reply was
@@ -118,7 +119,7 @@ class TurnRecord:
     barge_in_stop: float | None = None
     backchannels: list[str] = field(default_factory=list)
     backchannels_said: list[str] = field(default_factory=list)
-    route: Literal["llm", "safety", "fallback"] | None = None
+    route: Literal["llm", "safety", "identity", "fallback"] | None = None
     llm_backend: str | None = None
     tts_backend: str | None = None
     safety_category: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from oviya.components import Components, load_components
 from oviya.config import CONFIG_DIR, Settings, load_settings
 from oviya.server.ice import restrict_ice_hosts
 from oviya.tts.styles import EmotionMap
+
+# The suite runs on the cpu-tiny profile (SmolLM2-135M: ~5x faster than the default Qwen2.5-Coder-1.5B) wherever the
+# reply's quality is not the point; servers and eval runs it starts inherit it. tests/test_default_brain.py loads the
+# default cpu profile's model on purpose.
+os.environ.setdefault("OVIYA_PROFILE", "cpu-tiny")
 
 SPOKEN_REPLY = "Oh, that sounds wonderful! Tell me more about your trip to the mountains, I would love to hear it."
 
@@ -48,7 +54,7 @@ def clip(settings: Settings, manifest: list[dict]):
 
 @pytest.fixture(scope="session")
 def components(settings: Settings) -> Components:
-    """The real embedded models of the cpu profile (Silero, Whisper tiny.en, SmolLM2, Piper)."""
+    """The real embedded models of the cpu-tiny profile (Silero, Whisper tiny.en, SmolLM2, Piper)."""
     return load_components(settings)
 
 

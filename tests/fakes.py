@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oviya.brain.emotion import EmotionDetector, load_emotion_config
+from oviya.brain.identity import IdentityRouter, load_identity_rules
 from oviya.brain.persona import load_persona
 from oviya.brain.safety import SafetyRouter, load_rules
 from oviya.components import Components
@@ -169,8 +170,8 @@ class FakeStages:
 
 def fake_components(settings: Settings, llms: list[FakeLLM] | None = None, ttss: list[FakeTTS] | None = None,
                     stt_fail: bool = False) -> FakeStages:
-    """Components of fakes (VAD, Smart Turn, STT, LLM chain, TTS chain) with the real persona, safety rules and
-    emotion detector (pure logic)."""
+    """Components of fakes (VAD, Smart Turn, STT, LLM chain, TTS chain) with the real persona, safety rules (without
+    the embedding layer), identity router and emotion detector (pure logic)."""
     script = Script()
     llms = llms or [FakeLLM()]
     ttss = ttss or [FakeTTS()]
@@ -184,6 +185,7 @@ def fake_components(settings: Settings, llms: list[FakeLLM] | None = None, ttss:
                         EmotionMap(CONFIG_DIR / settings.tts.emotion_map)),
         persona=load_persona(settings.brain.persona),
         safety=SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety)),
+        identity=IdentityRouter(load_identity_rules(CONFIG_DIR / settings.brain.identity)),
         emotion=EmotionDetector(load_emotion_config(CONFIG_DIR / settings.brain.emotion)),
         smart_turn=FakeSmartTurn(script),  # type: ignore[arg-type]
     )

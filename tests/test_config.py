@@ -5,9 +5,11 @@ from oviya.brain.persona import load_persona
 from oviya.config import load_settings
 
 
-def test_cpu_profile_is_the_default():
+def test_cpu_profile_is_the_default(monkeypatch):
+    monkeypatch.delenv("OVIYA_PROFILE", raising=False)  # conftest picks cpu-tiny for the suite
     s = load_settings()
     assert s.profile == "cpu" and s.stt.model == "tiny.en" and s.llm.chain == ["llama_cpp"]
+    assert s.llm.llama_cpp.model == "qwen2.5-1.5b" and load_settings("cpu-tiny").llm.llama_cpp.model == "smollm2-135m"
 
 
 def test_environment_overrides_yaml(monkeypatch):

@@ -28,7 +28,8 @@ def test_all_quick_on_a_copy_of_the_data_reports_every_contract_key(settings, tm
     for task, keys in CONTRACT.items():
         assert set(keys) <= set(summary[task]), task
         assert "skipped" not in summary[task], (task, summary[task])
-    assert summary["safety"]["recall"] == 1.0 and summary["stt"]["wer"] < 0.5
+    assert summary["safety"]["in_sample"] and summary["safety"]["cv"]["recall"] >= 0.75  # cross-validated
+    assert summary["stt"]["wer"] < 0.5
     report = (out / "report.md").read_text()
     assert "## latency" in report and "latency_cdf.png" in report
     for plot in ("vad_roc.png", "vad_threshold_sweep.png", "latency_cdf.png", "stt_wer_per_clip.png",

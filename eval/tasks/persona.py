@@ -12,11 +12,11 @@ Model and persona come from the settings (e.g. ``OVIYA_LLM__LLAMA_CPP__MODEL=qwe
 from __future__ import annotations
 
 import asyncio
-import time
 
 from tqdm import tqdm
 
 from eval.context import Context
+from eval.replies import ask
 from eval.stats import percentile
 from oviya.brain.brain import Brain
 from oviya.brain.speech import count_sentences, is_plain
@@ -26,22 +26,8 @@ MAX_SENTENCES = 3  # the persona's style rule: one to three short spoken sentenc
 
 
 async def _ask(brain: Brain, text: str) -> dict:
-    plan = brain.plan(text)
-    t0 = time.perf_counter()
-    first = None
-    deltas = []
-    async for delta in brain.stream(text, plan):
-        if first is None:
-            first = time.perf_counter()
-        deltas.append(delta)
-    end = time.perf_counter()
-    reply = "".join(deltas).strip()
-    return {
-        "route": plan.route, "emotion": plan.emotion, "reply": reply,
-        "ttft_ms": None if first is None else round((first - t0) * 1000, 1),
-        "tokens_per_s": round((len(deltas) - 1) / (end - first), 1) if first and len(deltas) > 1 and end > first else None,
-        "sentences": count_sentences(reply), "plain": is_plain(reply),
-    }
+    row = await ask(brain, text)
+    return {**row, "sentences": count_sentences(row["reply"]), "plain": is_plain(row["reply"])}
 
 
 def _rate(rows: list[dict], key: str) -> float | None:
@@ -57,7 +43,7 @@ def run(ctx: Context) -> dict:
     prompts = prompts[: ctx.limit(default=len(prompts), quick=4)]
     c = ctx.components()
     s = ctx.settings
-    brain = Brain(c.llm, c.persona, c.safety, c.emotion, s.brain,
+    brain = Brain(c.llm, c.persona, c.safety, c.identity, c.emotion, s.brain,
                   GenerationParams(s.llm.max_tokens, s.llm.temperature, s.llm.top_p), s.memory)
     rows = []
     for item in tqdm(prompts, desc="persona", file=ctx.progress):

@@ -1,37 +1,123 @@
-"""``safety``: the safety router on ``safety.jsonl`` (``{"text": str, "crisis": bool}`` per line).
+"""``safety``: the safety router (rules + semantic head) on ``safety.jsonl``.
 
-``recall`` = crisis lines flagged as a crisis / crisis lines; ``fp_rate`` = other lines flagged as a crisis / other
-lines. Lines may carry ``category`` (the expected rule set, e.g. ``harmful_request``); ``category_accuracy`` is
-reported over them. The file comes from the data dir, else from ``eval.text_data_dir`` (the project's labelled set).
+One JSON object per line: ``{"text": str, "crisis": bool}``, optionally ``category`` (the expected category, e.g.
+``suicide`` or ``harmful_request``), ``kind`` (a finer group for per-kind figures: ``suicide_burden``, ``idiom``,
+``everyday``…) and ``previous`` (the user's turn before ``text``, judged together with it when ``text`` alone is
+ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (the project's labelled set).
+
+- ``recall`` = crisis lines flagged as a crisis / crisis lines; ``fp_rate`` = other lines flagged as a crisis / other
+  lines; ``recall_by_kind`` / ``fp_rate_by_kind`` per ``kind``; ``category_accuracy`` over lines with a category.
+- ``in_sample``: the file is the one the shipped head was trained on, so those figures flatter the head. Then
+  ``cv`` gives honest ones: 5-fold cross-validation, the head retrained on four folds and the whole router (rules +
+  that head) run on the fifth, also at other thresholds (``threshold_sweep``). On anyone else's file the shipped
+  router's figures are already out of sample.
+- ``rules_only``: recall and false-positive rate of the rules without the semantic layer.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
+import numpy as np
+
 from eval.context import Context
-from oviya.brain.safety import SafetyRouter, load_rules
+from oviya.assets import sha256_file
+from oviya.brain import semantic_safety as ss
+from oviya.brain.embedding import SentenceEmbedder
+from oviya.brain.safety import SafetyRouter, SafetyRules, load_rules
 from oviya.config import CONFIG_DIR
+
+FOLDS = 5
+SWEEP = (0.7, 0.8, 0.85, 0.9, 0.95)  # semantic thresholds the cross-validation also reports
+
+
+class _CachedEmbedder:
+    """The embedder with a per-text cache: cross-validation judges every line once per fold and threshold."""
+
+    def __init__(self, embedder: SentenceEmbedder) -> None:
+        self._embedder = embedder
+        self._cache: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        for t, v in zip(missing, self._embedder.embed_batched(missing)):
+            self._cache[t] = v
+        return np.stack([self._cache[t] for t in texts])
+
+    embed_batched = embed
+
+
+def _judge(router: SafetyRouter, rows: list[dict]) -> list[dict]:
+    out = []
+    for item in rows:
+        verdict = router.check_input(item["text"], item.get("previous"))
+        out.append({**item, "flagged": verdict.category if verdict else None, "source": verdict.source if verdict else None,
+                    "crisis_flagged": bool(verdict and verdict.crisis), "match": verdict.match if verdict else None})
+    return out
+
+
+def _rate(rows: list[dict]) -> float | None:
+    return round(sum(r["crisis_flagged"] for r in rows) / len(rows), 4) if rows else None
+
+
+def _figures(rows: list[dict]) -> dict:
+    pos = [r for r in rows if r["crisis"]]
+    neg = [r for r in rows if not r["crisis"]]
+    by_kind: dict[tuple[bool, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        by_kind[(r["crisis"], r.get("kind") or ("crisis" if r["crisis"] else "other"))].append(r)
+    with_cat = [r for r in rows if r.get("category")]
+    return {
+        "recall": _rate(pos), "fp_rate": _rate(neg),
+        "recall_by_kind": {k: _rate(v) for (c, k), v in sorted(by_kind.items()) if c},
+        "fp_rate_by_kind": {k: _rate(v) for (c, k), v in sorted(by_kind.items()) if not c},
+        "category_accuracy": round(sum(r["flagged"] == r["category"] for r in with_cat) / len(with_cat), 4)
+        if with_cat else None,
+    }
+
+
+def _cross_validated(rows: list[dict], rules: SafetyRules, embedder: SentenceEmbedder) -> dict:
+    from sklearn.model_selection import StratifiedKFold
+
+    cached = _CachedEmbedder(embedder)
+    x = cached.embed([ss.training_text(r) for r in rows])
+    labels = [ss.row_label(r) for r in rows]
+    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(x, labels))
+    heads = [ss.train(x[train], [labels[i] for i in train]) for train, _ in folds]
+
+    def judged_at(threshold: float) -> list[dict]:
+        router = SafetyRouter(rules.model_copy(update={"semantic": rules.semantic.model_copy(
+            update={"threshold": threshold})}))
+        out: list[dict] = [{}] * len(rows)
+        for (_, test), head in zip(folds, heads):
+            router.semantic = ss.SemanticSafety(cached, head)  # type: ignore[arg-type]
+            for i, r in zip(test, _judge(router, [rows[i] for i in test])):
+                out[i] = r
+        return out
+
+    sweep = {str(t): {k: v for k, v in _figures(judged_at(t)).items() if k in ("recall", "fp_rate")} for t in SWEEP}
+    return {"folds": FOLDS, **_figures(judged_at(rules.semantic.threshold)), "threshold_sweep": sweep}
 
 
 def run(ctx: Context) -> dict:
     path = ctx.text_file("safety.jsonl")
     if path is None:
         return {"skipped": "no safety.jsonl", "recall": None, "fp_rate": None}
-    router = SafetyRouter(load_rules(CONFIG_DIR / ctx.settings.brain.safety))
-    rows = []
-    for item in ctx.read_jsonl(path):
-        verdict = router.check_input(item["text"])
-        rows.append({**item, "flagged": verdict.category if verdict else None,
-                     "crisis_flagged": bool(verdict and verdict.crisis), "match": verdict.match if verdict else None})
+    rules = load_rules(CONFIG_DIR / ctx.settings.brain.safety)
+    embedder = SentenceEmbedder()
+    items = ctx.read_jsonl(path)
+    router = SafetyRouter(rules, ss.SemanticSafety(embedder))
+    rows = _judge(router, items)
     ctx.write_rows("safety", rows)
+    in_sample = sha256_file(path) == router.semantic.head.data_sha256
+    rules_only = _judge(SafetyRouter(rules), items)
     pos = [r for r in rows if r["crisis"]]
     neg = [r for r in rows if not r["crisis"]]
-    with_cat = [r for r in rows if r.get("category")]
     return {
-        "file": str(path), "n": len(rows), "crisis": len(pos),
-        "recall": round(sum(r["crisis_flagged"] for r in pos) / len(pos), 4) if pos else None,
-        "fp_rate": round(sum(r["crisis_flagged"] for r in neg) / len(neg), 4) if neg else None,
-        "category_accuracy": round(sum(r["flagged"] == r["category"] for r in with_cat) / len(with_cat), 4)
-        if with_cat else None,
-        "missed": [r["text"] for r in pos if not r["crisis_flagged"]][:10],
-        "false_positives": [r["text"] for r in neg if r["crisis_flagged"]][:10],
+        "file": str(path), "n": len(rows), "crisis": len(pos), "in_sample": in_sample,
+        "threshold": rules.semantic.threshold, **_figures(rows),
+        "rules_only": {k: v for k, v in _figures(rules_only).items() if k in ("recall", "fp_rate")},
+        "cv": _cross_validated(items, rules, embedder) if in_sample else None,
+        "missed": [r["text"] for r in pos if not r["crisis_flagged"]][:20],
+        "false_positives": [r["text"] for r in neg if r["crisis_flagged"]][:20],
     }

@@ -15,9 +15,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from oviya.brain.embedding import SentenceEmbedder
 
 NEGATIONS = {"not", "no", "never", "nothing", "hardly", "without"}
 NEGATION_WINDOW = 3  # words before a cue that can negate it
@@ -45,6 +48,9 @@ class EmotionConfig(BaseModel):
     cues: dict[str, list[str]]
     reply_cues: dict[str, list[str]]
     acoustic: AcousticConfig
+    cue_weight: float = Field(ge=0, description="score a word cue adds to a label's embedding similarity")
+    neutral_margin: float = Field(ge=0, description="an emotion must beat neutral's score by this much")
+    examples: dict[str, list[str]] = Field(description="example sentences per user label (embedding centroids)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "EmotionConfig":
@@ -57,6 +63,10 @@ class EmotionConfig(BaseModel):
             raise ValueError(f"acoustic prototypes for unknown labels: {sorted(bad)}")
         if bad := (set(self.cues) - set(self.user_labels)) | (set(self.reply_cues) - set(self.reply_labels)):
             raise ValueError(f"cues for unknown labels: {sorted(bad)}")
+        if "neutral" not in self.user_labels:
+            raise ValueError("user_labels must include neutral (the embedding layer's fallback)")
+        if set(self.examples) != set(self.user_labels) or not all(self.examples.values()):
+            raise ValueError(f"examples must give sentences for every user label {self.user_labels}")
         return self
 
 
@@ -73,13 +83,20 @@ class EmotionDetector:
     """Text emotion labels.
 
     Args:
-        config: label sets, cue lists and the user → reply mapping.
+        config: label sets, cue lists, example sentences and the user → reply mapping.
+        embedder: sentence embeddings for the user's emotion (nearest centroid of ``examples`` plus word cues);
+            None: word cues and VADER only.
     """
 
-    def __init__(self, config: EmotionConfig) -> None:
+    def __init__(self, config: EmotionConfig, embedder: SentenceEmbedder | None = None) -> None:
         self.config = config
         self._user = {lab: [_tokens(c) for c in cues] for lab, cues in config.cues.items()}
         self._reply = {lab: [_tokens(c) for c in cues] for lab, cues in config.reply_cues.items()}
+        self._embedder = embedder
+        self._labels = list(config.examples)
+        if embedder is not None:
+            centroids = np.stack([embedder.embed(config.examples[lab]).mean(axis=0) for lab in self._labels])
+            self._centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
 
     @cached_property
     def _vader(self) -> SentimentIntensityAnalyzer:
@@ -102,9 +119,19 @@ class EmotionDetector:
         return scores
 
     def of_user(self, text: str) -> str:
-        """The user's emotion (one of ``user_labels``) from what they said; ``neutral`` without cues."""
+        """The user's emotion (one of ``user_labels``) from what they said.
+
+        With an embedder: the label whose example centroid is most similar (cosine) plus ``cue_weight`` per word cue,
+        if it beats ``neutral`` by ``neutral_margin`` (blocking, one embedding: ~5 ms). Without: word cues with VADER valence, ``neutral`` without cues.
+        """
         words = _tokens(text)
         scores = self._scores(words, self._user, {"happy": "sad", "sad": "happy"})
+        if self._embedder is not None and text.strip():
+            similarity = self._centroids @ self._embedder.embed([text])[0]
+            total = {lab: float(sim) + self.config.cue_weight * scores.get(lab, 0.0)
+                     for lab, sim in zip(self._labels, similarity)}
+            best = max(total, key=total.__getitem__)
+            return best if total[best] - total["neutral"] >= self.config.neutral_margin else "neutral"
         compound = self._vader.polarity_scores(text)["compound"] if text.strip() else 0.0
         if abs(compound) >= VADER_STRONG:
             scores["happy" if compound > 0 else "sad"] = scores.get("happy" if compound > 0 else "sad", 0) + 0.5

@@ -8,8 +8,8 @@ from typing import get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from oviya.brain.identity import Question
 from oviya.brain.safety import Category
-
 from oviya.config import CONFIG_DIR
 
 
@@ -19,6 +19,9 @@ class Persona(BaseModel):
     Attributes:
         name: the assistant's name, used in the prompt.
         system_prompt: who the assistant is.
+        facts: what the assistant truly is (an AI, who made it, what it does not have), appended to the system
+            prompt so the model never invents a job, a family or a home.
+        identity_replies: the fixed, truthful answer to each identity question (:mod:`oviya.brain.identity`).
         style_rules: rules for spoken replies, appended to the system prompt as one paragraph.
         greeting: a first line the UI may speak.
         default_emotion: the reply emotion when the user's words give no cue (an ``emotion.yaml`` reply label).
@@ -31,6 +34,8 @@ class Persona(BaseModel):
 
     name: str = Field(min_length=1)
     system_prompt: str = Field(min_length=1)
+    facts: list[str]
+    identity_replies: dict[Question, str]
     style_rules: list[str]
     greeting: str
     default_emotion: str
@@ -42,11 +47,14 @@ class Persona(BaseModel):
     def _every_category(self) -> "Persona":
         if missing := set(get_args(Category)) - set(self.safety_replies):
             raise ValueError(f"safety_replies lacks {sorted(missing)}")
+        if missing := set(get_args(Question)) - set(self.identity_replies):
+            raise ValueError(f"identity_replies lacks {sorted(missing)}")
         return self
 
     def system_message(self) -> str:
-        """The full system prompt: identity, then the style rules."""
-        return self.system_prompt.strip() + "\n" + " ".join(r.strip() for r in self.style_rules)
+        """The full system prompt: who, the facts, then the style rules."""
+        return "\n".join((self.system_prompt.strip(), " ".join(f.strip() for f in self.facts),
+                          " ".join(r.strip() for r in self.style_rules)))
 
 
 def list_personas(config_dir: Path = CONFIG_DIR) -> list[str]:

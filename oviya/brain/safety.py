@@ -1,10 +1,11 @@
 """Safety router: crisis and harmful-request detection before the LLM, and an unsafe-output check after it.
 
-Rule-based on purpose: a crisis must be caught every time it is stated explicitly (recall over cleverness), the
-rules are readable and editable in ``config/safety.yaml``, and the check costs microseconds so it never delays a
-reply. Figures of speech ("this joke is killing me") are removed before matching. The rules cover explicit English
-statements; implicit or indirect distress is left to the persona prompt. Measured by ``python -m eval safety``
-(recall and false-positive rate on ``tests/data/safety.jsonl``).
+Two layers. Rules first: a crisis stated explicitly must be caught every time (recall over cleverness), the rules
+are readable and editable in ``config/safety.yaml``, and they cost microseconds. Figures of speech ("this joke is
+killing me") clear only the match they contain. Then a semantic layer (:mod:`oviya.brain.semantic_safety`: sentence
+embeddings and a trained head) for indirect statements no rule names: burden, goodbyes, plans and means, places.
+Measured by ``python -m eval safety`` (recall per kind, false-positive rate, cross-validated figures for the head on
+``tests/data/safety.jsonl``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from oviya.brain.semantic_safety import SemanticSafety
 
 Category = Literal["suicide", "self_harm", "abuse", "medical_emergency", "harmful_request", "unsafe_output"]
 CRISIS: tuple[Category, ...] = ("suicide", "self_harm", "abuse", "medical_emergency")
@@ -41,15 +44,28 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", t).strip()
 
 
-class SafetyRules(BaseModel):
-    """``config/safety.yaml``: regular expressions over :func:`normalise`\\d text."""
+class SemanticConfig(BaseModel):
+    """``semantic`` section of ``config/safety.yaml``: the embedding head (:mod:`oviya.brain.semantic_safety`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    idioms: list[str] = Field(description="figures of speech removed before matching")
+    enabled: bool
+    threshold: float = Field(gt=0, lt=1, description="P(crisis) at or above which a turn is a crisis")
+    context_threshold: float = Field(gt=0, lt=1, description="P(crisis) of a turn alone at or above which it is "
+                                     "judged again together with the user's previous turn")
+
+
+class SafetyRules(BaseModel):
+    """``config/safety.yaml``: regular expressions over :func:`normalise`\\d text, and the semantic layer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idioms: list[str] = Field(description="figures of speech: clear a crisis match only when they contain it")
+    earnest: list[str] = Field(description="phrases that mark a statement as meant: idioms clear nothing then")
     categories: dict[Literal["suicide", "self_harm", "abuse", "medical_emergency"], list[str]]
     harmful_requests: list[str]
     unsafe_output: list[str]
+    semantic: SemanticConfig
 
 
 @dataclass(frozen=True)
@@ -58,11 +74,13 @@ class Verdict:
 
     Attributes:
         category: which rule set matched.
-        match: the matched text (normalised), for logs and tests.
+        match: the matched text (normalised) for a rule, or ``semantic p=0.93`` for the embedding head.
+        source: ``rules`` or ``semantic``.
     """
 
     category: Category
     match: str
+    source: Literal["rules", "semantic"] = "rules"
 
     @property
     def crisis(self) -> bool:
@@ -77,7 +95,7 @@ def load_rules(path: Path) -> SafetyRules:
         pydantic.ValidationError / re.error: a bad key or an invalid regular expression.
     """
     rules = SafetyRules(**yaml.safe_load(path.read_text()))
-    for pattern in [*rules.idioms, *rules.harmful_requests, *rules.unsafe_output,
+    for pattern in [*rules.idioms, *rules.earnest, *rules.harmful_requests, *rules.unsafe_output,
                     *(p for ps in rules.categories.values() for p in ps)]:
         re.compile(pattern)
     return rules
@@ -86,26 +104,78 @@ def load_rules(path: Path) -> SafetyRules:
 class SafetyRouter:
     """Classifies user text (:meth:`check_input`) and LLM output (:meth:`check_output`).
 
+    Crisis rules run on the whole normalised text; a figure of speech clears a match only when its own match runs
+    through the match's last words, the ones that made it a crisis ("is killing me" in "this joke is killing me",
+    "die on this hill" in "ready to die on this hill"), and never in a turn with an earnest marker ("I mean it"), so
+    an idiom can no longer erase a real statement beside it. What no rule matches is scored by the
+    semantic head, alone and, when the turn is ambiguous on its own, together with the user's previous turn.
+
     Args:
         rules: the rule sets (see :func:`load_rules`).
+        semantic: the embedding head; None: rules only.
     """
 
-    def __init__(self, rules: SafetyRules) -> None:
+    def __init__(self, rules: SafetyRules, semantic: SemanticSafety | None = None) -> None:
         self._idioms = [re.compile(p) for p in rules.idioms]
-        self._input: list[tuple[Category, re.Pattern[str]]] = [
+        self._earnest = [re.compile(p) for p in rules.earnest]
+        self._crisis: list[tuple[Category, re.Pattern[str]]] = [
             (cat, re.compile(p)) for cat, ps in rules.categories.items() for p in ps
-        ] + [("harmful_request", re.compile(p)) for p in rules.harmful_requests]
+        ]
+        self._harmful = [re.compile(p) for p in rules.harmful_requests]
         self._output = [re.compile(p) for p in rules.unsafe_output]
+        self.semantic = semantic if rules.semantic.enabled else None
+        self.config = rules.semantic
 
-    def check_input(self, text: str) -> Verdict | None:
-        """The first crisis or harmful-request rule that matches the user's text, else None."""
+    def check_rules(self, text: str) -> Verdict | Literal["explained"] | None:
+        """The first crisis rule match no idiom explains, else the first harmful-request match; ``explained`` when
+        crisis rules matched and idioms explained every match (the semantic layer is not asked then); else None."""
         t = normalise(text)
-        for idiom in self._idioms:
-            t = idiom.sub(" ", t)
-        for category, pattern in self._input:
+        earnest = any(p.search(t) for p in self._earnest)
+        spans = [] if earnest else [m.span() for p in self._idioms for m in p.finditer(t)]
+        explained = False
+        for category, pattern in self._crisis:
+            for m in pattern.finditer(t):
+                if not any(a < m.end() <= b for a, b in spans):  # an idiom runs through the match's last words
+                    return Verdict(category, m.group())
+                explained = True
+        for pattern in self._harmful:
             if m := pattern.search(t):
-                return Verdict(category, m.group())
+                return Verdict("harmful_request", m.group())
+        return "explained" if explained else None
+
+    def _semantic(self, text: str) -> tuple[float, str]:
+        assert self.semantic is not None
+        return self.semantic.score([text])[0]
+
+    def check_input(self, text: str, previous: str | None = None) -> Verdict | None:
+        """A crisis or harmful request in the user's turn ``text`` (``previous``: their turn before it), else None.
+
+        Blocking: the semantic head embeds one to three texts (~5-25 ms each on one core).
+        """
+        verdict = self.check_rules(text)
+        if verdict == "explained" or self.semantic is None:
+            return None if verdict == "explained" else verdict
+        if verdict is not None:
+            return verdict
+        p, category = self._semantic(text)
+        if p < self.config.threshold and previous and not self._is_crisis(previous):
+            # judged together: rules first (a place in one turn, the act in the next), then the head when this
+            # turn alone is ambiguous. The previous turn was no crisis alone, so a match needs this one.
+            both = f"{previous} {text}"
+            paired = self.check_rules(both)
+            if isinstance(paired, Verdict) and paired.crisis:
+                return paired
+            if paired is None and p >= self.config.context_threshold:
+                p, category = self._semantic(both)
+        if p >= self.config.threshold:
+            return Verdict(category, f"semantic p={p:.2f}", "semantic")  # type: ignore[arg-type]
         return None
+
+    def _is_crisis(self, text: str) -> bool:
+        verdict = self.check_rules(text)
+        if isinstance(verdict, Verdict):
+            return verdict.crisis
+        return verdict is None and self._semantic(text)[0] >= self.config.threshold
 
     def check_output(self, text: str) -> Verdict | None:
         """An ``unsafe_output`` match in the LLM's text (checked per clause before it is spoken), else None."""

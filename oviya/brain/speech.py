@@ -57,6 +57,11 @@ def is_plain(text: str) -> bool:
                 or _MD_LINK.search(text) or emoji.emoji_count(text))
 
 
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text``: runs ending in . ! ? … (a trailing unterminated run counts as one), stripped."""
+    return [m.group().strip() for m in _SENTENCE.finditer(text) if m.group().strip()]
+
+
 def count_sentences(text: str) -> int:
-    """Sentences in ``text``: runs ending in . ! ? … (a trailing unterminated run counts as one)."""
-    return sum(1 for m in _SENTENCE.finditer(text) if m.group().strip())
+    """Sentences in ``text`` (see :func:`sentences`)."""
+    return len(sentences(text))

@@ -17,7 +17,8 @@ from oviya.aio import iterate_in_thread
 from oviya.config import LlamaCppSettings
 from oviya.llm import GenerationParams, LLMError, Message
 
-EMBEDDED = {"smollm2-135m": assets.SMOLLM2_135M_GGUF, "qwen2.5-0.5b": assets.QWEN25_05B_GGUF}
+EMBEDDED = {"smollm2-135m": assets.SMOLLM2_135M_GGUF, "qwen2.5-0.5b": assets.QWEN25_05B_GGUF,
+            "qwen2.5-1.5b": assets.QWEN25_15B_GGUF}
 
 
 def resolve_gguf(model: str, cache_dir: Path) -> Path:

@@ -273,6 +273,7 @@ class OviyaHandler(AsyncStreamHandler):
         """
         if name != self.engine.brain.persona_file:
             self.engine.brain.set_persona(load_persona(name), name)
+            self.engine.rewarm()
             self._send({"event": "persona", "name": name, "display_name": self.engine.brain.persona.name})
             log.info("persona %s", name)
 
@@ -288,10 +289,13 @@ class OviyaHandler(AsyncStreamHandler):
         name = (display_name or "").strip() or None
         if name is not None and len(name) > 64:
             raise ValueError("display_name must be at most 64 characters")
+        renamed = name != self.engine.brain.user_name
         self.engine.brain.user_name = name
         if memory_token != self.engine.memory_key:
-            self.engine.set_memory_key(memory_token)
+            self.engine.set_memory_key(memory_token)  # re-warms the prompt once the notes are read
             self._send({"event": "memory", "status": "enabled"})
+        elif renamed:
+            self.engine.rewarm()
 
     def _follow_ui_inputs(self) -> None:
         # The Gradio page passes its persona dropdown, the name box and the page's memory token (browser storage) as

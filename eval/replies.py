@@ -1,0 +1,32 @@
+"""One user turn through the real brain, timed: shared by the text tasks (``persona``, ``dialogue``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from oviya.brain.brain import Brain
+
+
+async def ask(brain: Brain, text: str) -> dict:
+    """Plan and stream the reply to ``text`` (nothing is committed to the history).
+
+    Returns:
+        ``route``, ``emotion`` (the planned reply emotion), ``reply`` (stripped text), ``ttft_ms`` (first text delta
+        after the request, ms; None without one) and ``tokens_per_s`` (text deltas per second after the first:
+        llama.cpp streams one token per delta).
+    """
+    plan = await asyncio.to_thread(brain.plan, text)  # sentence embeddings
+    t0 = time.perf_counter()
+    first = None
+    deltas = []
+    async for delta in brain.stream(text, plan):
+        if first is None:
+            first = time.perf_counter()
+        deltas.append(delta)
+    end = time.perf_counter()
+    return {
+        "route": plan.route, "emotion": plan.emotion, "reply": "".join(deltas).strip(),
+        "ttft_ms": None if first is None else round((first - t0) * 1000, 1),
+        "tokens_per_s": round((len(deltas) - 1) / (end - first), 1) if first and len(deltas) > 1 and end > first else None,
+    }
