@@ -1,8 +1,9 @@
 # Oviya — two commands on a fresh machine:
 #   make run    install everything into .venv, then serve the app on http://0.0.0.0:7860 (embedded cpu profile)
-#   make test   install everything into .venv, then run the test suite (inside a loopback-only network namespace
-#               when allowed, as CI does)
-#   make test-fast  the model-free layer for development: scenario tests on fake stages and virtual time, units
+#   make test   install everything into .venv, lint (ruff), then run the test suite (inside a loopback-only network
+#               namespace when allowed, as CI does)
+#   make test-fast  lint, then the model-free layer for development: scenario tests on fake stages and virtual time,
+#               units
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -33,6 +34,7 @@ run: install
 	$(PY) app.py
 
 test: install
+	$(PY) -m ruff check .
 	if unshare -n true 2>/dev/null; then \
 	  unshare -n sh -c 'ip link set lo up && OVIYA_ICE_HOSTS=127.0.0.1 $(PY) -m pytest'; \
 	else \
@@ -40,4 +42,5 @@ test: install
 	fi
 
 test-fast: install
+	$(PY) -m ruff check .
 	$(PY) -m pytest $(FAST_TESTS)

@@ -48,7 +48,7 @@ def _meta(profile: str, data: Path) -> dict:
     except (OSError, subprocess.CalledProcessError):
         commit = None
     return {"git_commit": commit, "profile": profile, "cores": os.cpu_count(), "data": str(data),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -65,7 +65,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _verified(path: Path, size: int, mtime_ns: int, sha256: str) -> bool:
     return sha256_file(path) == sha256
 

@@ -206,7 +206,7 @@ async def talk(base_url: str, audio: np.ndarray, sample_rate: int = 16000, liste
             raise RuntimeError(f"microphone clip not sent within {timeout_s} s (connection {pc.connectionState})")
         try:
             await asyncio.wait_for(answered.wait(), min(listen_s, max(0.0, deadline - time.monotonic())))
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             pass
     finally:
         result.mic_started, result.mic_finished = mic.started_at, mic.finished_at

@@ -46,7 +46,7 @@ class VADSettings(_Section):
     onnx_threads: int
 
     @model_validator(mode="after")
-    def _thresholds(self) -> "VADSettings":
+    def _thresholds(self) -> VADSettings:
         if self.neg_threshold > self.threshold:
             raise ValueError("vad.neg_threshold must not exceed vad.threshold")
         return self
@@ -249,7 +249,7 @@ class AvatarSettings(_Section):
     seed: int
 
     @model_validator(mode="after")
-    def _service_named(self) -> "AvatarSettings":
+    def _service_named(self) -> AvatarSettings:
         if self.backend == "lipsync" and not self.lipsync.url:
             raise ValueError("avatar.backend lipsync needs avatar.lipsync.url")
         return self
@@ -329,7 +329,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a YAML mapping")
+        raise ValueError(f"{path} must hold a YAML mapping")  # noqa: TRY004 - a bad config file, not a bad argument
     return data
 
 

@@ -116,7 +116,7 @@ class EchoCanceller:
 
     def _observe(self, render: np.ndarray, raw: np.ndarray, cancelled: np.ndarray) -> float | None:
         """Track echo evidence; returns the frame's ERLE (dB) when Oviya's voice may be echoing, else None."""
-        rms = lambda x: float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))  # noqa: E731
+        rms = lambda x: float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
         self._n += 1
         self._mic_hist.append(raw)
         self._ren_hist.append(render)

@@ -28,17 +28,30 @@ from oviya.aio import within
 from oviya.audio import AudioFormatError, StreamResampler, to_float32, to_int16, to_mono
 from oviya.brain.backchannel import BackchannelPolicy
 from oviya.brain.brain import Brain
-from oviya.brain.memory import UserMemory, summarise
 from oviya.brain.clauses import ClauseChunker, ends_sentence
+from oviya.brain.memory import UserMemory, summarise
 from oviya.clock import Clock, RealClock
 from oviya.components import Components
 from oviya.config import Settings
 from oviya.echo import EchoCanceller
 from oviya.events import (
-    AudioOut, ErrorEvent, Event, State, StatusEvent, TranscriptEvent, TurnDone, TurnRecord,
+    AudioOut,
+    ErrorEvent,
+    Event,
+    State,
+    StatusEvent,
+    TranscriptEvent,
+    TurnDone,
+    TurnRecord,
 )
 from oviya.listener import (
-    CandidateDropped, EndOfTurn, Listener, Paused, Resumed, SpeechCandidate, TurnStarted,
+    CandidateDropped,
+    EndOfTurn,
+    Listener,
+    Paused,
+    Resumed,
+    SpeechCandidate,
+    TurnStarted,
 )
 from oviya.llm import GenerationParams, LLMError
 from oviya.player import AudioPlayer
@@ -211,7 +224,7 @@ class TurnEngine:
         self._player_task = None
         await self.save_memory()
 
-    async def __aenter__(self) -> "TurnEngine":
+    async def __aenter__(self) -> TurnEngine:
         await self.start()
         return self
 
@@ -279,7 +292,7 @@ class TurnEngine:
             return None if self._events.empty() else self._events.get_nowait()
         try:
             return await within(self._events.get(), timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return None
 
     def _emit(self, event: Event | AudioFlush) -> None:
@@ -364,7 +377,7 @@ class TurnEngine:
                 self._ensure_player()
                 self.player.enqueue(pcm, ("backchannel", phrase))
                 self.player.finish()
-        except Exception:  # noqa: BLE001 - a missed backchannel is harmless
+        except Exception:
             log.exception("backchannel failed")
         finally:
             self._backchannel_task = None
@@ -565,7 +578,7 @@ class TurnEngine:
             if text is None:
                 try:
                     text = (await self._transcript_of(reply)).text
-                except Exception as e:  # noqa: BLE001 - any STT failure ends this turn, never the session
+                except Exception as e:
                     log.exception("STT failed")
                     rec.errors.append(f"stt: {e}")
                     rec.route = "fallback"
@@ -608,7 +621,7 @@ class TurnEngine:
                         if rec.tts_first_audio is None:
                             rec.tts_first_audio = self.clock.now()
                         self._enqueue(reply, to_int16(resampler.process(to_float32(pcm))), tag)
-                except Exception as e:  # noqa: BLE001 - skip the clause, keep the reply going
+                except Exception as e:
                     log.exception("TTS failed")
                     rec.errors.append(f"tts: {e}")
                     self._emit(ErrorEvent("tts_error", str(e)))
@@ -660,7 +673,7 @@ class TurnEngine:
             self._emit(ErrorEvent("llm_error", str(e)))
             if not reply.clauses and clauses.empty():
                 self._put_text(brain.persona.fallback_line, clauses)
-        except Exception as e:  # noqa: BLE001 - the turn ends with what was said so far
+        except Exception as e:
             log.exception("LLM failed")
             rec.errors.append(f"llm: {e}")
             self._emit(ErrorEvent("llm_error", str(e)))

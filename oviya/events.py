@@ -1,6 +1,6 @@
 """What the turn engine emits: audio frames, transcripts, status changes, per-turn timing records, errors.
 
-Timing vocabulary (DESIGN.md): all durations in ms; t = 0 at the end of the user's speech (VAD end in live use, the
+Timing vocabulary (docs/architecture.md): all durations in ms; t = 0 at the end of the user's speech (VAD end in live use, the
 moment a typed message arrives for text turns).
 """
 
@@ -161,7 +161,7 @@ class TurnRecord:
         return _ms(self.barge_in_onset, self.barge_in_stop)
 
     def timings(self) -> dict[str, float | None]:
-        """The derived durations in ms, keyed by their DESIGN.md names."""
+        """The derived durations in ms, keyed by their docs/architecture.md names."""
         return {
             "eot_delay_ms": self.eot_delay_ms, "stt_ms": self.stt_ms, "llm_ttft_ms": self.llm_ttft_ms,
             "first_clause_ms": self.first_clause_ms, "tts_ttfb_ms": self.tts_ttfb_ms, "v2v_ms": self.v2v_ms,

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from contextlib import aclosing
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Literal
 
 import numpy as np

@@ -26,7 +26,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self.stage_ms = Histogram("oviya_stage_latency_ms", "Per-turn stage latency (ms), names as in DESIGN.md",
+        self.stage_ms = Histogram("oviya_stage_latency_ms", "Per-turn stage latency (ms), names as in docs/architecture.md",
                                   ["stage"], buckets=MS_BUCKETS, registry=self.registry)
         self.turns = Counter("oviya_turns_total", "Finished turns", ["source", "outcome"], registry=self.registry)
         self.sessions = Gauge("oviya_sessions_active", "Open WebRTC/websocket sessions", registry=self.registry)

@@ -5,7 +5,7 @@ Model: pipecat-ai/smart-turn v3.2 (BSD-2), a Whisper-tiny-encoder audio classifi
 zero-padded at the front), zero-mean unit-variance normalised, as Whisper log-mel features (80 × 800); output: the
 probability that the utterance is complete. Pre-processing as pipecat's ``LocalSmartTurnAnalyzerV3``; the log-mel
 features come from faster-whisper's ``FeatureExtractor`` (matches transformers' ``WhisperFeatureExtractor``, the
-reference, to 3e-6 here). Published accuracy 91.6 % (v3.0 model card); ~28 ms per call on this CPU (DESIGN.md).
+reference, to 3e-6 here). Published accuracy 91.6 % (v3.0 model card); ~28 ms per call on this CPU (docs/architecture.md).
 """
 
 from __future__ import annotations

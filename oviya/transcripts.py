@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ class TranscriptStore:
         """
         path = self.path(session_id)
         line = json.dumps({"session_id": session_id,
-                           "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                           "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                            **record.as_dict()}, ensure_ascii=False) + "\n"
         self.directory.mkdir(parents=True, exist_ok=True)
         created = not path.exists()

@@ -78,7 +78,7 @@ def reply_audio(components: Components) -> tuple[np.ndarray, int]:
 def app_server(tmp_path_factory) -> str:
     """``python app.py --host 127.0.0.1 --port N`` with WebRTC restricted to loopback; yields its base URL.
 
-    The test process restricts its own aiortc client to loopback the same way (DESIGN.md).
+    The test process restricts its own aiortc client to loopback the same way (docs/architecture.md).
     """
     restrict_ice_hosts(["127.0.0.1"])
     tmp = tmp_path_factory.mktemp("server")

@@ -81,7 +81,7 @@ class LoopbackServer:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:

@@ -11,13 +11,13 @@ import zlib
 import httpx
 import pytest
 import websockets
-
 from conftest import TOKEN
+from wsclient import Call, live_call, ws_url
+
 from oviya.client import OfferRefused, talk
 from oviya.config import LimitSettings
 from oviya.server.ice import TurnConfigError, rtc_configuration
 from oviya.server.limits import CallLimits, LimitExceeded
-from wsclient import Call, live_call, ws_url
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -123,7 +123,7 @@ def test_a_call_is_ended_after_the_max_session_length_with_an_error_first(harden
     url = hardened_server.url
 
     async def run() -> Call:
-        async with live_call(url, TOKEN, client_headers("long call")) as (call, http):
+        async with live_call(url, TOKEN, client_headers("long call")) as (call, _http):
             await asyncio.wait_for(call.closed.wait(), 60)  # max_session_s 40
             return call
 
@@ -136,7 +136,7 @@ def test_speech_longer_than_the_max_utterance_is_cut_and_answered(hardened_serve
     audio, _ = clip("stt/picovoice-leopard/test.wav")  # 5.9 s of continuous reading; max_utterance_s 3
 
     async def run() -> Call:
-        async with live_call(url, TOKEN, client_headers("long utterance")) as (call, http):
+        async with live_call(url, TOKEN, client_headers("long utterance")) as (call, _http):
             await call.speak(audio)
             await call.wait_for(lambda e: e["event"] == "turn" and e["end_reason"] == "max_length")
             await call.wait_for(lambda e: e["event"] == "turn" and e["outcome"] == "answered")

@@ -1,5 +1,7 @@
 """The procedural avatar on real TTS audio (Piper): frames follow the voice, stay idle while listening, stop at once."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,7 @@ def test_mouth_follows_the_voice_and_frames_carry_their_audio_time(settings, sty
     mouth = [f.mouth_open for f in frames]
     corr = float(np.corrcoef(mouth, rms)[0, 1])
     assert corr >= 0.5, corr  # issue target: mouth openness vs reply RMS per frame
-    changed = sum(not np.array_equal(a.image, b.image) for a, b in zip(frames, frames[1:]))
+    changed = sum(not np.array_equal(a.image, b.image) for a, b in pairwise(frames))
     assert changed >= 0.5 * len(frames), changed  # the face moves while she speaks
     assert max(mouth) > 0.5 and min(mouth) < 0.1
 

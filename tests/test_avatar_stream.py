@@ -5,6 +5,7 @@ websocket and MJPEG stream."""
 
 import asyncio
 import io
+from itertools import pairwise
 
 import httpx
 import numpy as np
@@ -17,6 +18,7 @@ from oviya.avatar.stream import AvatarStream, VideoFrame, make_avatar
 from oviya.clock import RealClock
 from oviya.config import AvatarSettings
 from oviya.events import AudioOut
+
 
 async def play(stream: AvatarStream, audio: np.ndarray, rate: int, seconds: float, lead_s: float) -> None:
     """Hand ``seconds`` of ``audio`` to the stream as the engine does: 20 ms frames, each released ``lead_s``
@@ -100,7 +102,7 @@ def test_lipsync_service_frames_and_audio_only_fallback_for_the_rest_of_the_turn
 
     # frames from the service, one per 1 / fps s of audio, stamped on the audio timeline
     assert abs(len(ok1) - 1.5 * av.fps) <= 2, len(ok1)
-    assert all(b.timestamp_ms > a.timestamp_ms for a, b in zip(ok1, ok1[1:]))
+    assert all(b.timestamp_ms > a.timestamp_ms for a, b in pairwise(ok1))
     assert Image.open(io.BytesIO(ok1[0].jpeg)).size == (av.width, av.height)
     assert len({f.jpeg for f in ok1}) > 3  # the mock's mouth bar follows the audio
     assert stats1[0] == len(ok1) and stats1[1] is not None and stats1[2] is None and req1 >= 3
@@ -157,7 +159,7 @@ def test_websocket_call_streams_frames_idle_while_listening_and_moving_while_spe
     av = settings.avatar
 
     async def scenario() -> tuple:
-        async with live_call(app_server) as (call, http):
+        async with live_call(app_server) as (call, _http):
             announce = await call.wait_for(lambda e: e.get("event") == "avatar")
             mjpeg = asyncio.create_task(asyncio.to_thread(read_mjpeg_parts, app_server + announce["stream_url"], 3))
             await asyncio.sleep(1.0)
@@ -179,7 +181,7 @@ def test_websocket_call_streams_frames_idle_while_listening_and_moving_while_spe
     reply_s = len(reply_pcm) / settings.audio.output_sample_rate
     assert turn["outcome"] == "answered" and turn["avatar_frames"] == len(reply)
     assert abs(len(reply) - reply_s * av.fps) <= 0.05 * reply_s * av.fps + 2, (len(reply), reply_s)
-    pairs = list(zip(reply, reply[1:]))
+    pairs = list(pairwise(reply))
     assert all(b["timestamp_ms"] > a["timestamp_ms"] and b["frame_index"] > a["frame_index"] for a, b in pairs)
     assert all(b["audio_ms"] > a["audio_ms"] for a, b in pairs)
     assert max(f["mouth_open"] for f in reply) > 0.5 and len({f["jpeg"] for f in reply}) > len(reply) // 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from oviya.brain.backchannel import BackchannelPolicy
 from oviya.config import load_settings
 from oviya.engine import TurnEngine

@@ -10,8 +10,8 @@ from eval.context import Context
 from eval.data import speech_span
 from eval.tasks.barge_in import trial
 from oviya.echo import EchoCanceller
-from oviya.metrics import Metrics
 from oviya.events import TurnRecord
+from oviya.metrics import Metrics
 
 
 @pytest.fixture(scope="module")

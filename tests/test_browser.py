@@ -1,5 +1,5 @@
 """End to end in a real browser: Debian's Chromium driven by Playwright, a fake microphone playing an eval_audio
-utterance, the real app on loopback. Flags and selectors as DESIGN.md gives them (never ``playwright install``)."""
+utterance, the real app on loopback. Flags and selectors as docs/architecture.md gives them (never ``playwright install``)."""
 
 from __future__ import annotations
 

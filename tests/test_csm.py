@@ -1,5 +1,5 @@
 """The CSM-1B backend's real loading, generation and streaming code, on a tiny randomly initialised CSM built from a
-config at test time (CSM-1B itself needs a GPU and the hub; DESIGN.md). Its audio is noise: these tests check the
+config at test time (CSM-1B itself needs a GPU and the hub; docs/architecture.md). Its audio is noise: these tests check the
 plumbing — from_pretrained → streamed frames → windowed Mimi decode — not the voice."""
 
 from __future__ import annotations
@@ -31,8 +31,14 @@ def build_tiny_csm(path: Path) -> None:
     """Save a tiny random CSM + processor to ``path``: byte-level tokenizer with CSM's special tokens, a 1-layer
     backbone and depth decoder, and a tiny Mimi with the real strides (24 kHz, 1920 samples per frame, 32 codebooks)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import (CsmConfig, CsmForConditionalGeneration, CsmProcessor, EncodecFeatureExtractor, MimiConfig,
-                              PreTrainedTokenizerFast)
+    from transformers import (
+        CsmConfig,
+        CsmForConditionalGeneration,
+        CsmProcessor,
+        EncodecFeatureExtractor,
+        MimiConfig,
+        PreTrainedTokenizerFast,
+    )
 
     byte_vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
     tok = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
@@ -59,7 +65,7 @@ def build_tiny_csm(path: Path) -> None:
     torch.manual_seed(0)
     # Codebook vocabulary 2048 (CSM-1B: 2051 with its special ids): a random model must only emit codes Mimi knows.
     model = CsmForConditionalGeneration(config).eval()
-    # Random Mimi codebooks start at zero, and then every code decodes to the same audio (DESIGN.md).
+    # Random Mimi codebooks start at zero, and then every code decodes to the same audio (docs/architecture.md).
     for name, buf in model.codec_model.named_buffers():
         if name.endswith("embed_sum"):
             buf.copy_(torch.randn_like(buf))

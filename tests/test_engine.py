@@ -59,7 +59,7 @@ def voiced_seconds(pcm: np.ndarray, sr: int) -> float:
 
 
 def test_spoken_turn_gets_a_spoken_english_answer_and_a_full_timing_record(components, settings, clip, whisper_base):
-    audio, row = clip("stt/picovoice-cheetah/test_en.wav")
+    audio, _row = clip("stt/picovoice-cheetah/test_en.wav")
 
     async def run():
         async with TurnEngine(components, settings) as engine:

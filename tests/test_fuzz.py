@@ -9,12 +9,13 @@ import json
 import httpx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.sync.client import connect
+from wsclient import live_call, ws_url
 
 from oviya.audio import AudioFormatError
 from oviya.engine import TurnEngine
-from wsclient import live_call, ws_url
 
 FUZZ = settings(max_examples=220, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -6,7 +6,13 @@ import pytest
 
 from eval.data import speech_span
 from oviya.listener import (
-    CandidateDropped, EndOfTurn, Listener, Paused, Resumed, SpeechCandidate, TurnStarted,
+    CandidateDropped,
+    EndOfTurn,
+    Listener,
+    Paused,
+    Resumed,
+    SpeechCandidate,
+    TurnStarted,
 )
 
 SR = 16000

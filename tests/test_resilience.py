@@ -11,12 +11,12 @@ import time
 
 import httpx
 import numpy as np
-
 from conftest import HARDENED_ENV, TOKEN
+from wsclient import Call, live_call
+
 from eval.server import app_process
 from oviya.brain.persona import load_persona
 from oviya.transcripts import read_transcript
-from wsclient import Call, live_call
 
 PERSONA = load_persona("oviya")
 
@@ -80,7 +80,7 @@ def test_llm_down_the_user_hears_the_fallback_line_at_once(hardened_server):
 def test_llm_hanging_mid_turn_ends_the_reply_with_what_was_said(hardened_server):
     url = hardened_server.url
     started = time.monotonic()
-    call, turns = fault_then_normal_turn(url, "llm", "hang", say("Tell me about the sea."), "10.1.0.3")
+    _call, turns = fault_then_normal_turn(url, "llm", "hang", say("Tell me about the sea."), "10.1.0.3")
     first = turns[0]
     # three tokens, then silence: the stall timeout (2 s here) ends the reply with those words spoken
     assert first["route"] == "llm" and first["outcome"] == "answered" and first["reply_text"], first

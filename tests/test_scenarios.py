@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 import looptime
 import pytest
-
 from fakes import FakeLLM, FakeStages, FakeTTS, fake_components
+
 from oviya.clock import LoopClock
 from oviya.config import Settings, load_settings
 from oviya.engine import AudioFlush, TurnEngine
@@ -36,7 +36,7 @@ class Conversation:
         self.engine = TurnEngine(stages.components, settings, clock=LoopClock())
         self.events: list[tuple[float, object]] = []
 
-    async def __aenter__(self) -> "Conversation":
+    async def __aenter__(self) -> Conversation:
         self.loop = asyncio.get_running_loop()
         self.t0 = self.loop.time()
         await self.engine.start()

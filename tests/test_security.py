@@ -27,13 +27,15 @@ import numpy as np
 import pytest
 import websockets
 from aiortc import RTCPeerConnection
+from conftest import TOKEN
 from fastapi import FastAPI
+from protocol_servers import LoopbackServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from wsclient import Call, live_call, media_message, ws_url
 
-from conftest import TOKEN
 from eval.server import app_process
 from oviya.brain.brain import Brain
 from oviya.events import TurnRecord
@@ -42,8 +44,6 @@ from oviya.server.app import build_app
 from oviya.server.ice import restrict_ice_hosts
 from oviya.server.routes import OVIYA, allowed_routes
 from oviya.transcripts import TranscriptStore, read_transcript
-from protocol_servers import LoopbackServer
-from wsclient import Call, live_call, media_message, ws_url
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SECURE_ENV = {
@@ -92,7 +92,7 @@ def sessions(url: str) -> int:
 
 def gauge(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", headers=AUTH).text
-    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+    return float(re.search(rf"^{name} (\S+)$", text, re.MULTILINE).group(1))
 
 
 async def until(check, timeout: float, what: str) -> None:
@@ -128,7 +128,7 @@ class Page:
         self.persona_fn = next(d["id"] for d in deps if [self.persona_id, "change"] in d["targets"])
 
     @classmethod
-    async def open(cls, http: httpx.AsyncClient) -> "Page":
+    async def open(cls, http: httpx.AsyncClient) -> Page:
         assert (await http.post("/login", data={"username": "me", "password": TOKEN})).status_code == 200
         return cls(http, (await http.get("/config")).json())
 
@@ -158,7 +158,7 @@ class Page:
 
         try:
             await asyncio.wait_for(read(), listen_s)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             pass
         return messages
 
@@ -362,14 +362,13 @@ def test_input_is_bounded_before_any_work_and_clients_that_stop_reading_are_drop
             host, port = url.removeprefix("http://").split(":")
             stalled = stalled_socket(url)  # viewer 1: never reads
             stalled.sendall(f"GET {avatar} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-            async with httpx.AsyncClient(base_url=url) as viewer:
-                async with viewer.stream("GET", avatar) as second:  # viewer 2
-                    assert second.status_code == 200
-                    third = await viewer.get(avatar)  # over mjpeg_viewers_per_call
-                    assert third.status_code == 429 and third.json()["code"] == "too_many_viewers"
+            async with httpx.AsyncClient(base_url=url) as viewer, viewer.stream("GET", avatar) as second:  # viewer 2
+                assert second.status_code == 200
+                third = await viewer.get(avatar)  # over mjpeg_viewers_per_call
+                assert third.status_code == 429 and third.json()["code"] == "too_many_viewers"
             await asyncio.sleep(8)  # the stalled viewer's queue fills (idle frames at 10 fps)
         await until(lambda: sessions(url) == 0, 60, "the call ends although a viewer stalled")
-        assert httpx.get(url + avatar).status_code == 404
+        assert (await asyncio.to_thread(httpx.get, url + avatar)).status_code == 404
         stalled.close()
 
     asyncio.run(mjpeg())
@@ -409,10 +408,10 @@ def test_memory_opens_only_with_the_secret_the_server_issued_never_with_a_name(s
 
     # /api/memory acts only on the caller's own call
     async def foreign() -> int:
-        async with live_call(url, TOKEN, client("memory-victim")) as (victim, _):
-            async with live_call(url, TOKEN, client("memory-attacker")) as (_, attacker_http):
-                r = await attacker_http.post("/api/memory", json={"session_id": victim.sid, "display_name": "x"})
-                return r.status_code
+        async with live_call(url, TOKEN, client("memory-victim")) as (victim, _), \
+                live_call(url, TOKEN, client("memory-attacker")) as (_, attacker_http):
+            r = await attacker_http.post("/api/memory", json={"session_id": victim.sid, "display_name": "x"})
+            return r.status_code
 
     assert asyncio.run(foreign()) == 404
 
@@ -591,7 +590,7 @@ def test_turn_credentials_stay_on_the_server_browsers_get_short_lived_ones_and_w
     assert [ttl for ttl, _ in asked[1:]] == [600] * 6
 
     # A guessable OVIYA_AUTH_TOKEN stops the server at start-up.
-    with pytest.raises(RuntimeError, match="at least 16 characters"):
-        with app_process(tmp_path / "weak.log", env={"OVIYA_AUTH_TOKEN": "password123"}, startup_timeout_s=60):
-            pass
+    with pytest.raises(RuntimeError, match="at least 16 characters"), \
+            app_process(tmp_path / "weak.log", env={"OVIYA_AUTH_TOKEN": "password123"}, startup_timeout_s=60):
+        pass
 

@@ -1,4 +1,4 @@
-"""A real WebRTC client (aiortc) talks to the running app over loopback (DESIGN.md: OVIYA_ICE_HOSTS=127.0.0.1)."""
+"""A real WebRTC client (aiortc) talks to the running app over loopback (docs/architecture.md: OVIYA_ICE_HOSTS=127.0.0.1)."""
 
 import asyncio
 

@@ -48,7 +48,7 @@ class Call:
         self.frames: list[dict] = []
         self.closed = asyncio.Event()
 
-    async def __aenter__(self) -> "Call":
+    async def __aenter__(self) -> Call:
         self.ws = await websockets.connect(self.url, additional_headers=self.headers, max_size=None)
         await self.ws.send(json.dumps({"event": "start", "websocket_id": self.sid}))
         self._reader = asyncio.create_task(self._read())

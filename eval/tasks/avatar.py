@@ -49,7 +49,7 @@ class TimedAvatar:
         self.avatar = avatar
         self.ms: list[float] = []
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - the wrapped backend's other methods
+    def __getattr__(self, name: str):
         return getattr(self.avatar, name)
 
     async def speak(self, pcm: np.ndarray, sample_rate: int, t_ms: float, emotion: str | None) -> list[AvatarFrame]:

@@ -96,7 +96,7 @@ def run(ctx: Context) -> dict:
     (ctx.out / "vad_best.yaml").write_text("# best settings of the last `python -m eval vad` run\n" + yaml.safe_dump(snippet))
     _plots(ctx, y, p, rows, base.threshold)
     return {
-        "clips": len(clips), "chunks": int(len(y)), "roc_auc": None if auc is None else round(auc, 4),
+        "clips": len(clips), "chunks": len(y), "roc_auc": None if auc is None else round(auc, 4),
         "f1": round(f1, 4), "cutoff_rate": round(cut, 4), "best_threshold": best["threshold"],
         "best": {k: best[k] for k in ("threshold", "neg_threshold", "min_speech_ms", "min_silence_ms", "f1",
                                        "cutoff_rate")},

@@ -193,7 +193,7 @@ class AvatarStream:
         finally:
             await self.avatar.aclose()
 
-    async def _call(self, work, offset: float) -> None:  # noqa: ANN001 - a backend coroutine
+    async def _call(self, work, offset: float) -> None:
         """Run one backend call as a cancellable task; emit its frames, or fall back to audio only."""
         self._offset = offset
         self._work = asyncio.ensure_future(work)

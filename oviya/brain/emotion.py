@@ -1,6 +1,6 @@
 """Emotion labels: the user's emotion from their words, and the emotion Oviya answers with.
 
-An inline tag in the LLM's output fails on the small embedded models (DESIGN.md: greedy decoding always picks the
+An inline tag in the LLM's output fails on the small embedded models (docs/architecture.md: greedy decoding always picks the
 same tag), and a separate label call would compete with TTS for the two cores, so both labels come from text cues
 that cost microseconds: word and phrase cues per emotion (``config/emotion.yaml``) with negation handling, and VADER
 valence (Hutto & Gilbert 2014, ``vaderSentiment``) as the tie-breaker and fallback. The reply emotion is chosen from
@@ -53,7 +53,7 @@ class EmotionConfig(BaseModel):
     examples: dict[str, list[str]] = Field(description="example sentences per user label (embedding centroids)")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "EmotionConfig":
+    def _consistent(self) -> EmotionConfig:
         for user, reply in self.reply_for_user.items():
             if user not in self.user_labels or (reply is not None and reply not in self.reply_labels):
                 raise ValueError(f"reply_for_user: unknown label in {user!r}: {reply!r}")

@@ -44,7 +44,7 @@ class Persona(BaseModel):
     not_heard_line: str = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _every_category(self) -> "Persona":
+    def _every_category(self) -> Persona:
         if missing := set(get_args(Category)) - set(self.safety_replies):
             raise ValueError(f"safety_replies lacks {sorted(missing)}")
         if missing := set(get_args(Question)) - set(self.identity_replies):

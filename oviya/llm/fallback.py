@@ -99,5 +99,5 @@ async def _close(it: AsyncIterator[str]) -> None:
     if aclose is not None:
         try:
             await aclose()
-        except Exception:  # noqa: BLE001 - a broken backend may fail to close too; it is abandoned anyway
+        except Exception:
             log.debug("closing an abandoned LLM stream failed", exc_info=True)

@@ -30,12 +30,12 @@ from fastrtc.stream import Body
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from oviya.brain.memory import MemoryTokens
 from oviya.brain.persona import list_personas
 from oviya.components import Components, load_components
 from oviya.config import Settings, load_settings
 from oviya.logs import setup_logging
 from oviya.metrics import Metrics
-from oviya.brain.memory import MemoryTokens
 from oviya.server.auth import TokenAuth
 from oviya.server.call_component import PageCalls
 from oviya.server.guard import RequestGuard, check_routes
@@ -100,7 +100,7 @@ class Offer(BaseModel):
     candidate: dict | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> "Offer":
+    def _complete(self) -> Offer:
         if self.type == "offer":
             if not self.sdp:
                 raise ValueError("an offer needs sdp")

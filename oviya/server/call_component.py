@@ -148,7 +148,7 @@ class CallComponent(WebRTC, metaclass=_Subclass):
     def set_input_on_submit(self, request: gr.Request, *args: Any) -> None:  # type: ignore[override]
         self.set_input_gradio(request, *args)
 
-    async def page_outputs(self, request: gr.Request, fn: Callable[..., Any]):  # noqa: ANN201 - an async generator
+    async def page_outputs(self, request: gr.Request, fn: Callable[..., Any]):
         """The page's own call's extra outputs, through ``fn``; nothing for a page without a call."""
         webrtc_id = self._pages.of_event(request)
         if webrtc_id is None:

@@ -106,7 +106,7 @@ class OviyaHandler(AsyncStreamHandler):
         self._ui_inputs: tuple[str, str, str] | None = None  # the page's inputs last applied
         self._closed = False
 
-    def copy(self) -> "OviyaHandler":
+    def copy(self) -> OviyaHandler:
         return OviyaHandler(self.components, self.settings, self.state)
 
     async def start_up(self) -> None:
@@ -171,7 +171,7 @@ class OviyaHandler(AsyncStreamHandler):
         except AudioFormatError as e:
             self._send({"event": "error", "code": "bad_audio", "message": str(e)})
 
-    async def emit(self):  # noqa: ANN201 - FastRTC's EmitType
+    async def emit(self):
         if self._closed:  # released: end FastRTC's emit loop, which stops on CancelledError (a websocket call's
             raise asyncio.CancelledError  # loop runs until then, and may outlive the connection)
         logs.session_id.set(self.session_id or "-")

@@ -15,7 +15,7 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def _load_trim():  # noqa: ANN202 - a ctypes function or None
+def _load_trim():
     name = ctypes.util.find_library("c")
     try:
         return ctypes.CDLL(name).malloc_trim if name else None

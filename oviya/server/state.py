@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from oviya.brain.memory import MemoryTokens
 from oviya.metrics import Metrics
-from oviya.server.mjpeg import FrameHub
 from oviya.server.limits import CallLimits
+from oviya.server.mjpeg import FrameHub
 from oviya.transcripts import TranscriptStore
 
 if TYPE_CHECKING:

@@ -72,7 +72,7 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
         call.stream(fn=handler, inputs=[call, persona_choice, display_name, memory_token], outputs=[call],
                     concurrency_limit=settings.limits.max_sessions)
 
-        async def page_outputs(value: Any, request: gr.Request):  # noqa: ANN202 - an async generator
+        async def page_outputs(value: Any, request: gr.Request):
             # The avatar box gets its <img> (the call's MJPEG stream) once, at the start of a call.
             async for update in call.page_outputs(request, lambda c, t, v: (c, t, gr.skip() if v is None else v)):
                 yield update
@@ -93,7 +93,7 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
                 gr.Warning(str(e))
             return "", None
 
-        async def speak_offline(message: str | None, history: list, engine: TurnEngine | None,  # noqa: ANN202
+        async def speak_offline(message: str | None, history: list, engine: TurnEngine | None,
                                 persona_name: str):
             if message is None:
                 return gr.skip(), gr.skip(), gr.skip(), engine

@@ -24,10 +24,10 @@ import binascii
 import json
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from fastrtc.websocket import WebSocketHandler
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from oviya.server.limits import SESSION_ID_PATTERN, LimitExceeded
@@ -66,7 +66,7 @@ class PingMsg(_Msg):
     event: Literal["ping"]
 
 
-ClientMessage = TypeAdapter(Annotated[Union[StartMsg, MediaMsg, StopMsg, PingMsg], Field(discriminator="event")])
+ClientMessage = TypeAdapter(Annotated[StartMsg | MediaMsg | StopMsg | PingMsg, Field(discriminator="event")])
 
 
 def error_message(code: str, message: str) -> dict[str, Any]:
@@ -126,7 +126,7 @@ class ValidatingWebSocket:
             text = await self._outbox.get()
             try:
                 await asyncio.wait_for(self._ws.send_text(text), self.send_timeout_s)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 self._drop(f"a message not taken within {self.send_timeout_s} s")
                 return
             except Exception:  # noqa: BLE001 - the socket closed: nothing more to send
@@ -145,7 +145,7 @@ class ValidatingWebSocket:
         if not self.dropped.is_set():
             try:
                 await asyncio.wait_for(self._outbox.join(), self.send_timeout_s)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 pass
         await self._ws.close(code, reason)
 

@@ -7,7 +7,6 @@ from typing import Protocol
 
 import numpy as np
 
-
 MAX_CLAUSE_CHARS = 1000  # one clause; longer text is refused rather than blocking a core for seconds
 
 

@@ -1,14 +1,14 @@
 """Sesame CSM-1B (Apache-2.0) through transformers' ``CsmForConditionalGeneration``: a GPU voice whose emotion comes
 from context, streamed frame by frame.
 
-- Emotion = context conditioning (DESIGN.md): the emotion's reference clip and its transcript
+- Emotion = context conditioning (docs/architecture.md): the emotion's reference clip and its transcript
   (``config/emotion_map.yaml`` → ``csm``) go first in the conversation as a turn of the same speaker, then the
   clauses this backend spoke most recently (``tts.csm.context_clauses``), then the clause to speak. The clauses
   remembered are process-wide: the gpu profile serves one call per GPU.
 - Streaming: ``generate`` runs in a worker thread with a streamer that receives each new frame of 32 RVQ codes
   (12.5 frames/s, 1920 samples at 24 kHz each). Every ``decode_every_frames`` frames, Mimi decodes the new frames
   together with ``left_context_frames`` earlier ones and keeps only the new part: Mimi's decoder is causal with a
-  short receptive field, so 5 frames of left context reproduce a one-shot decode (DESIGN.md: within 1e-5), while
+  short receptive field, so 5 frames of left context reproduce a one-shot decode (docs/architecture.md: within 1e-5), while
   decoding chunks independently does not.
 - CPU runs are 6–44× slower than real time here: this is a GPU backend (bf16 on CUDA, optional ``torch.compile``),
   tested on this machine with a tiny randomly initialised CSM built from a config.
@@ -48,7 +48,7 @@ class _FrameStreamer:
         self.cancel = threading.Event()
         self._prompt_seen = False
 
-    def put(self, value) -> None:  # noqa: ANN001 - torch.Tensor
+    def put(self, value) -> None:
         if self.cancel.is_set():
             raise _Cancelled
         if not self._prompt_seen:
@@ -105,7 +105,7 @@ class CsmTTS:
         inputs = self.processor.apply_chat_template(self.conversation(text, emotion), tokenize=True, return_dict=True)
         return {k: v.to(self.settings.device) for k, v in inputs.items()}
 
-    def decode(self, codes) -> np.ndarray:  # noqa: ANN001 - torch.Tensor (frames, num_codebooks)
+    def decode(self, codes) -> np.ndarray:
         """Mimi decode of ``codes`` → float32 audio (n,) at 24 kHz."""
         with self._torch.no_grad():
             out = self.model.codec_model.decode(codes.transpose(0, 1).unsqueeze(0).to(self.settings.device))

