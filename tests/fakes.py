@@ -118,6 +118,7 @@ class FakeLLM:
     mode: str = "ok"
     name: str = "fake-llm"
     calls: list[str] = field(default_factory=list)
+    warmed: list[list[Message]] = field(default_factory=list)  # the prompt prefixes it was asked to precompute
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
         user = messages[-1]["content"]
@@ -132,7 +133,7 @@ class FakeLLM:
             yield ("" if i == 0 else " ") + word
 
     def warmup(self, messages: list[Message]) -> None:
-        pass
+        self.warmed.append(messages)
 
 
 @dataclass

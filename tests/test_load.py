@@ -24,7 +24,7 @@ def test_concurrent_calls_are_all_answered_and_50_call_cycles_leak_nothing(setti
     assert leak["sessions_after"] == 0
     assert leak["tasks_after"] <= leak["tasks_before"], leak
     assert leak["threads_after"] <= leak["threads_before"], leak
-    # RSS creeps ~0.5-1 MB a call, avatar on or off (a known open item: allocator growth, not live objects — tasks
-    # and threads return to their start); 50 calls measured +2.4 % to +6.1 % across runs. A leak of the calls'
-    # audio or frames would be several MB a call.
+    # After the warm-up calls (eval/tasks/load.py WARMUP_CYCLES), RSS creeps ~0.5-1 MB a call, avatar on or off (a
+    # known open item: allocator growth, not live objects — tasks and threads return to their start); 50 calls
+    # measured +1.3 % to +6.1 % across runs. A leak of the calls' audio or frames would be several MB a call.
     assert leak["rss_growth_pct"] < 8.0, leak

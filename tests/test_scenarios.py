@@ -14,7 +14,8 @@ import looptime
 import pytest
 from fakes import FakeLLM, FakeStages, FakeTTS, fake_components
 
-from oviya.clock import LoopClock
+from oviya.brain.memory import UserMemory
+from oviya.clock import FastForwardClock, LoopClock
 from oviya.config import Settings, load_settings
 from oviya.engine import AudioFlush, TurnEngine
 from oviya.events import AudioOut, ErrorEvent, StatusEvent, TranscriptEvent, TurnDone
@@ -380,3 +381,23 @@ def test_speech_longer_than_the_max_utterance_is_cut_and_answered():
     cut = c.records()[0]
     assert cut.end_reason == "max_length" and "error:max_utterance" in c.kinds()
     assert 2.9 <= cut.eot - c.t0 <= 3.1  # cut at max_utterance_s of speech, not at its end (4 s)
+
+
+def test_the_prompt_prefix_is_warmed_again_once_the_callers_notes_are_read(tmp_path):
+    # On a real event loop: the notes are read in a worker thread, which virtual time would not wait for.
+    settings = scenario_settings(memory={"dir": str(tmp_path)})
+    llm = FakeLLM()
+    stages = fake_components(settings, [llm])
+    UserMemory(settings.memory.dir, settings.memory.summary_max_chars).save("caller-key", "Likes sailing.")
+
+    async def main() -> None:
+        async with TurnEngine(stages.components, settings, FastForwardClock()) as engine:
+            engine.set_memory_key("caller-key")
+            for _ in range(200):
+                if llm.warmed:
+                    break
+                await asyncio.sleep(0.01)
+            assert engine.brain.system_message() == llm.warmed[-1][0]["content"]
+
+    asyncio.run(main())
+    assert "Likes sailing." in llm.warmed[-1][0]["content"]

@@ -121,7 +121,7 @@ def test_persona_switch_over_the_http_api_reaches_the_live_session(app_server):
             assert bad.status_code == 422 and "known" in bad.json()["detail"]
             r = await http.post("/api/memory", json={"session_id": sid, "display_name": "test-user"})
             assert r.status_code == 200 and r.json()["memory_token"], r.text
-            r = await http.post("/api/text", json={"session_id": sid, "text": "Hello, who are you?"})
+            r = await http.post("/api/text", json={"session_id": sid, "text": "Hello, how is your evening going?"})
             assert r.status_code == 200
             events = []
             deadline = time.monotonic() + 30
