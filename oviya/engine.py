@@ -209,9 +209,9 @@ class TurnEngine:
             self.brain.user_summary = notes
         return notes
 
-    async def aclose(self) -> None:
-        """Cancel any reply and stop playout; then save the user's notes (with a memory key). The transcript and
-        records stay readable; a reply cut short here is recorded with outcome ``hangup``."""
+    async def stop(self) -> None:
+        """Cancel any reply and stop playout. The transcript and records stay readable; a reply cut short here is
+        recorded with outcome ``hangup``. Idempotent."""
         self._closing = True
         for task in (self._judging, self._reply_task, self._backchannel_task, self._memory_load, self._warm_task,
                      self._player_task):
@@ -222,6 +222,10 @@ class TurnEngine:
                 except asyncio.CancelledError:
                     pass
         self._player_task = None
+
+    async def aclose(self) -> None:
+        """:meth:`stop`, then save the user's notes (with a memory key; an LLM summary: may take seconds)."""
+        await self.stop()
         await self.save_memory()
 
     async def __aenter__(self) -> TurnEngine:

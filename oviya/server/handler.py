@@ -333,8 +333,9 @@ class OviyaHandler(AsyncStreamHandler):
             await asyncio.gather(self._video_task, return_exceptions=True)
         if self.avatar_key is not None:
             self.state.frames.close(self.avatar_key)
-        await self.engine.aclose()
-        await self._write_records()
+        await self.engine.stop()
+        await self._write_records()  # the transcript first: the notes' LLM summary may take seconds
+        await self.engine.save_memory()
         log.info("session ended after %d turns", len(self.engine.records))
         await asyncio.to_thread(release_free_memory)
 
