@@ -2,7 +2,7 @@
 
 Two layers. Rules first: a crisis stated explicitly must be caught every time (recall over cleverness), the rules
 are readable and editable in ``config/safety.yaml``, and they cost microseconds. Figures of speech ("this joke is
-killing me") clear only the match they contain. Then a semantic layer (:mod:`oviya.brain.semantic_safety`: sentence
+killing me") clear only the match they run through. Then a semantic layer (:mod:`oviya.brain.semantic_safety`: sentence
 embeddings and a trained head) for indirect statements no rule names: burden, goodbyes, plans and means, places.
 Measured by ``python -m eval safety`` (recall per kind, false-positive rate, cross-validated figures for the head on
 ``tests/data/safety.jsonl``).
@@ -60,7 +60,7 @@ class SafetyRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    idioms: list[str] = Field(description="figures of speech: clear a crisis match only when they contain it")
+    idioms: list[str] = Field(description="figures of speech: clear a crisis match only when they run through its end")
     earnest: list[str] = Field(description="phrases that mark a statement as meant: idioms clear nothing then")
     categories: dict[Literal["suicide", "self_harm", "abuse", "medical_emergency"], list[str]]
     harmful_requests: list[str]
