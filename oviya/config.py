@@ -75,6 +75,8 @@ class BargeInSettings(_Section):
     backchannel_words: list[str] = Field(description="a short utterance made only of these does not interrupt")
     echo_guard: Literal["off", "aec"] = Field(description="cancel Oviya's own voice echoing into the mic")
     echo_min_ms: int = Field(ge=0, description="with echo present, shorter overlaps are taken for residual echo")
+    echo_word_share: float = Field(gt=0, le=1, description="an overlap with at least this share of its words in "
+                                   "Oviya's reply is her own echo")
 
 
 class BackchannelSettings(_Section):

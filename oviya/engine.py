@@ -3,9 +3,11 @@
 It knows nothing of Gradio, WebRTC or files, so the app, the eval harness and the notebooks drive the same code.
 One engine per conversation. Input is handled inline: resampling, echo cancellation, Silero VAD and the
 :class:`~oviya.listener.Listener`'s end-of-turn policy (a Smart Turn call is ~60 ms, once per pause). Each reply
-runs as one cancellable task in which STT, the LLM and TTS stream into each other (after Kyutai Unmute's
-``unmute_handler.py``): clauses go to TTS while later tokens are generated, TTS audio goes to a real-time
-:class:`~oviya.player.AudioPlayer`.
+(:class:`~oviya.reply.Reply`, with its life-cycle state) runs as one cancellable task in which STT
+(:mod:`oviya.transcriptions`), the LLM and TTS stream into each other (:class:`~oviya.speaker.Speaker`), into a
+real-time :class:`~oviya.player.AudioPlayer`. The engine coordinates: it owns the conversation's tasks by name
+(:mod:`oviya.tasks`) and acts on the :class:`~oviya.overlap.OverlapJudge`'s verdict on talk-over
+(docs/architecture.md, "Turn states").
 
 Latency: STT starts speculatively at the first pause and is reused when the turn ends there. Barge-in: at the first
 speech chunk while Oviya talks, playback pauses (nothing is lost); speech lasting ``barge_in.min_ms``, or a short
@@ -17,18 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
-from contextlib import aclosing
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from oviya.aio import within
-from oviya.audio import AudioFormatError, StreamResampler, to_float32, to_int16, to_mono
+from oviya.audio import AudioFormatError, StreamResampler, to_float32, to_mono
 from oviya.brain.backchannel import BackchannelPolicy
 from oviya.brain.brain import Brain
-from oviya.brain.clauses import ClauseChunker, ends_sentence
 from oviya.brain.memory import UserMemory, summarise
 from oviya.clock import Clock, RealClock
 from oviya.components import Components
@@ -53,43 +51,20 @@ from oviya.listener import (
     SpeechCandidate,
     TurnStarted,
 )
-from oviya.llm import GenerationParams, LLMError
+from oviya.llm import GenerationParams
+from oviya.overlap import OverlapJudge
 from oviya.player import AudioPlayer
-from oviya.stt import Transcript
+from oviya.reply import Reply
+from oviya.speaker import Speaker
+from oviya.tasks import NamedTasks
+from oviya.transcriptions import Transcriptions
 from oviya.vad import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
-_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
-ECHO_WORD_SHARE = 0.7  # an overlap whose words are mostly Oviya's own reply is her echo, not the user
 
 
 class AudioFlush:
     """Event: drop any reply audio buffered downstream (pause or barge-in)."""
-
-
-@dataclass
-class _Reply:
-    """Book-keeping of the reply being produced."""
-
-    record: TurnRecord
-    clauses: list[str] = field(default_factory=list)
-    samples: dict[int, int] = field(default_factory=dict)  # clause index -> output samples synthesised
-    audio: np.ndarray | None = None  # the user's utterance, 16 kHz float32 (voice turns)
-    stt: asyncio.Task | None = None  # its transcription, possibly started speculatively
-    continued: bool = False  # the user went on before Oviya spoke: merged into the next turn
-
-    def spoken_text(self, heard: dict[int, int]) -> str:
-        """The words the listener heard: whole clauses, plus the played fraction of a clause cut short."""
-        words: list[str] = []
-        for i, clause in enumerate(self.clauses):
-            total, done = self.samples.get(i, 0), heard.get(i, 0)
-            if total == 0 or done <= 0:
-                break
-            w = clause.split()
-            words += w if done >= total else w[: round(len(w) * done / total)]
-            if done < total:
-                break
-        return " ".join(words)
 
 
 class TurnEngine:
@@ -120,41 +95,34 @@ class TurnEngine:
                            settings.memory)
         self.user_memory = UserMemory(settings.memory.dir, settings.memory.summary_max_chars)
         self.memory_key: str | None = None
-        self._memory_load: asyncio.Task | None = None
-        self._warm_task: asyncio.Task | None = None
+        self.tasks = NamedTasks()  # reply, judge, spec_stt, partial, backchannel, memory_load, warm, player
         self._memory_saved_at = 0  # history length at the last save
         smart = components.smart_turn.probability if components.smart_turn is not None else None
         self.listener = Listener(components.vad, settings, smart)
         self.out_rate = settings.audio.output_sample_rate
         self.player = AudioPlayer(self.clock, self.out_rate, settings.audio.output_frame_ms,
                                   settings.audio.output_lead_ms / 1000, self._on_frame)
+        self.stt = Transcriptions(components.stt, self.clock, self.tasks, settings.limits.max_stt_runs_per_turn)
+        self.speaker = Speaker(self.brain, components.tts, self.player, self.clock, settings.brain, self._emit)
         bi = settings.barge_in
         self.echo = EchoCanceller(self.out_rate) if bi.echo_guard == "aec" else None
-        self._backchannels = {w.lower() for w in bi.backchannel_words}
+        self.overlap_judge = OverlapJudge(bi)
         self._my_backchannel = BackchannelPolicy(settings.backchannel)
-        self._backchannel_pcm: dict[str, np.ndarray] = {}  # phrase -> audio at the output rate, synthesised once
         self._backchannels_said: list[str] = []  # Oviya's backchannels in the open user turn
-        self._backchannel_task: asyncio.Task | None = None
         self.transcript: list[TranscriptEvent] = []
         self.records: list[TurnRecord] = []
         self.state: State = "listening"
         self._events: asyncio.Queue[Event | AudioFlush] = asyncio.Queue()
         self._resampler: StreamResampler | None = None
         self._turn_id = 0
-        self._reply: _Reply | None = None
-        self._reply_task: asyncio.Task | None = None
-        self._player_task: asyncio.Task | None = None
-        self._carry: _Reply | None = None  # a turn the user continued before Oviya answered
+        self._reply: Reply | None = None
+        self._carry: Reply | None = None  # a turn the user continued before Oviya answered
         self._overlap = False  # a user turn began while Oviya was talking: barge-in or backchannel?
-        self._judging: asyncio.Task | None = None  # deciding whether a short overlap was a backchannel
         self._resume_timer: asyncio.TimerHandle | None = None
-        self._spec: tuple[float, asyncio.Task] | None = None  # speculative STT: (speech end judged, task)
-        self._partial: asyncio.Task | None = None
+        self._spec_end_s: float | None = None  # stream time of the pause the running "spec_stt" task transcribes
         self._partial_at = 0.0
-        self._stt_busy = 0
         self.turn_gate: Callable[[], tuple[str, str] | None] | None = None
         self._admitted_turn = 0
-        self._stt_runs = 0  # transcriptions of the open user turn (merged continuations included)
         self._closing = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -163,8 +131,8 @@ class TurnEngine:
         self._ensure_player()
 
     def _ensure_player(self) -> None:
-        if self._player_task is None:
-            self._player_task = asyncio.create_task(self.player.run(), name="oviya-player")
+        if not self.tasks.running("player"):
+            self.tasks.start("player", self.player.run())
 
     def set_memory_key(self, key: str) -> None:
         """Remember this user across sessions: their saved notes are loaded now (within
@@ -184,7 +152,7 @@ class TurnEngine:
             self.brain.user_summary = await self.user_memory.load_capped(key, self.settings.memory.load_timeout_ms / 1000)
             self.rewarm()
 
-        self._memory_load = asyncio.create_task(load(), name="oviya-memory-load")
+        self.tasks.start("memory_load", load())
 
     def rewarm(self) -> None:
         """Recompute the prompt prefix (persona, display name, notes) in the LLM's cache in the background, so the
@@ -192,9 +160,7 @@ class TurnEngine:
         Call it after any of them changed; a newer call replaces an unfinished one."""
         if self._closing:
             return
-        if self._warm_task is not None:
-            self._warm_task.cancel()
-        self._warm_task = asyncio.create_task(asyncio.to_thread(self.brain.warm), name="oviya-prompt-warm")
+        self.tasks.start("warm", asyncio.to_thread(self.brain.warm))
 
     async def save_memory(self) -> str | None:
         """Condense this session into the user's notes and save them (no-op without a memory key). Returns them."""
@@ -213,15 +179,7 @@ class TurnEngine:
         """Cancel any reply and stop playout. The transcript and records stay readable; a reply cut short here is
         recorded with outcome ``hangup``. Idempotent."""
         self._closing = True
-        for task in (self._judging, self._reply_task, self._backchannel_task, self._memory_load, self._warm_task,
-                     self._player_task):
-            if task is not None and not task.done():
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-        self._player_task = None
+        await self.tasks.aclose(last=("player",))  # a reply cut short still reads what was played
 
     async def aclose(self) -> None:
         """:meth:`stop`, then save the user's notes (with a memory key; an LLM summary: may take seconds)."""
@@ -287,7 +245,7 @@ class TurnEngine:
                 return
             self._admitted_turn = rec.turn_id
         self._interrupt()
-        self._start_reply(_Reply(rec), text=text.strip())
+        self._start_reply(Reply(rec), text=text.strip())
 
     # --- outputs -------------------------------------------------------------------------------------------------
     async def next_event(self, timeout: float | None = None) -> Event | AudioFlush | None:
@@ -311,8 +269,9 @@ class TurnEngine:
 
     def _on_frame(self, pcm: np.ndarray, tag: object, due: float) -> None:
         reply = self._reply
-        if reply is not None and reply.record.turn_id == tag[0] and reply.record.first_audio_out is None:  # type: ignore[index]
+        if reply is not None and reply.record.turn_id == tag[0] and reply.state == "thinking":  # type: ignore[index]
             reply.record.first_audio_out = self.clock.now()
+            reply.to("speaking")
             self._set_state("speaking")
         if self.echo is not None:
             self.echo.on_output(pcm, due)
@@ -321,7 +280,7 @@ class TurnEngine:
     # --- turn-taking ---------------------------------------------------------------------------------------------
     def _speaking(self) -> bool:
         """Oviya's reply has started sounding (possibly paused by the user's onset)."""
-        return self._reply is not None and self._reply.record.first_audio_out is not None
+        return self._reply is not None and self._reply.sounding
 
     def _on_chunk(self, now_s: float, events: list) -> None:
         now = self.clock.now()
@@ -338,7 +297,8 @@ class TurnEngine:
                 elif self._speaking() and bi.enabled and bi.pause_on_onset and not self.player.paused:
                     self._pause_reply(clock_at(ev.time_s))
             elif isinstance(ev, CandidateDropped):
-                if self._reply is not None and self.player.paused and not self.listener.in_turn and self._judging is None:
+                if self._reply is not None and self.player.paused and not self.listener.in_turn \
+                        and not self.tasks.running("judge"):
                     # resume only after a quiet moment: a real onset often flickers above and below the threshold
                     self._resume_timer = asyncio.get_running_loop().call_later(bi.resume_after_ms / 1000, self._resume_reply)
             elif isinstance(ev, TurnStarted):
@@ -346,10 +306,12 @@ class TurnEngine:
             elif isinstance(ev, Paused):
                 if self._overlap:
                     self._end_overlap(ev, clock_at(ev.end_s), now)
-                elif self.settings.stt.speculative_after_ms is not None and self._stt_budget_left() > 1:
-                    self._spec = (ev.end_s, self._transcribe_task(ev.audio))
+                elif self.settings.stt.speculative_after_ms is not None and self.stt.budget_left() > 1:
+                    self._spec_end_s = ev.end_s
+                    self.stt.start(ev.audio, "spec_stt")
             elif isinstance(ev, Resumed):
-                self._spec = None
+                self._spec_end_s = None
+                self.tasks.cancel("spec_stt")  # its pause was not the end: a newer one will be transcribed
             elif isinstance(ev, EndOfTurn):
                 self._on_end_of_turn(ev, clock_at(ev.end_s), now)
         if self._overlap and self.listener.in_turn and self.listener.voiced_s >= bi.min_ms / 1000:
@@ -359,32 +321,23 @@ class TurnEngine:
 
     def _maybe_backchannel(self, now_s: float) -> None:
         """A short "mm-hmm" in a pause of a long user turn while Oviya is silent (never over her own reply)."""
-        if self._reply is not None or not self.listener.in_turn or self._backchannel_task is not None:
+        if self._reply is not None or not self.listener.in_turn or self.tasks.running("backchannel"):
             return
-        seg = self.listener.vad.segmenter
-        phrase = self._my_backchannel.decide(now_s, seg.last_speech_end_s, self.listener.pause_s,
+        phrase = self._my_backchannel.decide(now_s, self.listener.last_speech_end_s, self.listener.pause_s,
                                              self.listener.voiced_s)
         if phrase is not None:
             self._backchannels_said.append(phrase)
-            self._backchannel_task = asyncio.create_task(self._say_backchannel(phrase), name="oviya-backchannel")
+            self.tasks.start("backchannel", self._say_backchannel(phrase))
 
     async def _say_backchannel(self, phrase: str) -> None:
         try:
-            pcm = self._backchannel_pcm.get(phrase)
-            if pcm is None:
-                resampler = StreamResampler(self.c.tts.sample_rate, self.out_rate, "float32")
-                chunks = [resampler.process(to_float32(c)) async for c in
-                          self.c.tts.synthesize(phrase, self.settings.backchannel.emotion)]
-                pcm = self._backchannel_pcm[phrase] = to_int16(np.concatenate(
-                    [*chunks, resampler.process(np.zeros(0, np.float32), last=True)]))
+            pcm = await self.speaker.phrase(phrase, self.settings.backchannel.emotion)
             if self._reply is None:  # the turn may have ended while it was synthesised: then stay quiet
                 self._ensure_player()
                 self.player.enqueue(pcm, ("backchannel", phrase))
                 self.player.finish()
         except Exception:
             log.exception("backchannel failed")
-        finally:
-            self._backchannel_task = None
 
     def _on_turn_started(self) -> None:
         if self._reply is None:
@@ -405,13 +358,14 @@ class TurnEngine:
     def _new_turn(self, announce: bool = True) -> None:
         self._turn_id += 1
         self._partial_at = 0.0
-        self._stt_runs = 0
+        self.stt.new_turn()
         if announce:
             self._set_state("user_speaking")
 
     def _on_end_of_turn(self, ev: EndOfTurn, speech_end: float, now: float) -> None:
-        spec, self._spec = self._spec, None
-        stt = spec[1] if spec is not None and spec[0] == ev.end_s else None
+        stt = self.tasks.adopt("spec_stt") if self._spec_end_s == ev.end_s else None  # reused: the reply owns it
+        self.tasks.cancel("spec_stt")
+        self._spec_end_s = None
         turn_id = self._turn_id
         audio = ev.audio
         if self._carry is not None:  # one turn, one id: the merged utterance replaces the continued one
@@ -425,12 +379,17 @@ class TurnEngine:
             limit = self.settings.turn.max_utterance_s
             self._emit(ErrorEvent("max_utterance", f"your turn was ended after {limit:.0f} s of speech; "
                                                    "Oviya answers what she heard"))
-        reply = _Reply(rec, audio=audio, stt=stt)
-        if self._overlap:
-            self._overlap = False
-            self._judging = asyncio.create_task(self._judge_overlap(reply))
+        reply = Reply(rec, audio=audio, stt=stt)
+        if self._take_overlap():
+            self.tasks.start("judge", self._judge_overlap(reply))
         else:
             self._start_reply(reply)
+
+    def _take_overlap(self) -> bool:
+        """Close the open talk-over (handed to the judge, or settled by a barge-in or the reply's end); returns
+        whether one was open. The one place ``_overlap`` is cleared."""
+        was, self._overlap = self._overlap, False
+        return was
 
     def _end_overlap(self, ev: Paused, speech_end: float, now: float) -> None:
         """Short speech over Oviya paused: judge it now rather than waiting for the end-of-turn policy, so a
@@ -439,45 +398,37 @@ class TurnEngine:
         resumes without asking STT."""
         voiced = self.listener.voiced_s
         self.listener.discard()
-        if self.echo is not None and self.echo.echo_present and voiced < self.settings.barge_in.echo_min_ms / 1000:
+        self._take_overlap()
+        if self.overlap_judge.residual_echo(voiced, self.echo is not None and self.echo.echo_present):
             self._resume_reply()
             return
         rec = TurnRecord(self._turn_id, "voice", speech_end=speech_end, eot=now, end_reason="overlap")
-        self._overlap = False
-        self._judging = asyncio.create_task(self._judge_overlap(_Reply(rec, audio=ev.audio)))
+        self.tasks.start("judge", self._judge_overlap(Reply(rec, audio=ev.audio)))
 
-    async def _judge_overlap(self, reply: _Reply) -> None:
+    async def _judge_overlap(self, reply: Reply) -> None:
         """A short utterance over Oviya's speech ended: a backchannel lets her go on, anything else interrupts. If
         it cannot be transcribed she goes on too: a paused reply nobody resumes would hold the call silent."""
         try:
-            result = await self._transcript_of(reply)
+            result = await self.stt.transcript_of(reply)
         except Exception as e:  # noqa: BLE001 - any STT failure: what was said is unknown
             log.warning("STT failed on talk-over (%s); the reply goes on", e)
             self._resume_reply()
             return
-        finally:
-            self._judging = None
-        words = _WORD.findall(result.text.lower())
-        if not words or all(w in self._backchannels for w in words) or " ".join(words) in self._backchannels \
-                or self._is_own_echo(words):
-            if self._reply is not None and words:
-                self._reply.record.backchannels.append(result.text)
-            self._resume_reply()
-        else:
+        reply_text = " ".join(self._reply.clauses) if self._reply is not None else ""
+        verdict = self.overlap_judge.judge(result.text, reply_text)
+        if verdict == "barge_in":
             self._barge_in(self.clock.now())
             self._start_reply(reply)
-
-    def _is_own_echo(self, words: list[str]) -> bool:
-        """Oviya's own words coming back through the microphone (echo the canceller has not learnt yet): most of
-        what was heard is in the reply she is speaking."""
-        if self._reply is None:
-            return False
-        said = set(_WORD.findall(" ".join(self._reply.clauses).lower()))
-        return sum(w in said for w in words) >= ECHO_WORD_SHARE * len(words)
+            return
+        if self._reply is not None and verdict != "noise":  # a backchannel or her echo: noted, she goes on
+            self._reply.record.backchannels.append(result.text)
+        self._resume_reply()
 
     def _pause_reply(self, onset: float) -> None:
         """Silence Oviya at a possible user onset (within one VAD chunk); the audio stays queued."""
         rec = self._reply.record
+        if self._reply.state == "speaking":  # (after a barge-in's flush it stays paused until the reply ends)
+            self._reply.to("paused")
         self.player.pause()
         if self.echo is not None:
             self.echo.forget(self.clock.now())
@@ -489,7 +440,8 @@ class TurnEngine:
         self._cancel_resume()
         if self._reply is not None and self.player.paused and not self.listener.in_turn:
             self.player.resume()
-        self._overlap = False
+            if self._reply.state == "paused":
+                self._reply.to("speaking")
 
     def _cancel_resume(self) -> None:
         if self._resume_timer is not None:
@@ -500,61 +452,35 @@ class TurnEngine:
         """The user interrupts: stop Oviya for good; the user's turn goes on."""
         if self._reply is not None and self._reply.record.barge_in_stop is None:
             self._reply.record.barge_in_stop = now
-        self._overlap = False
+        self._take_overlap()
         self._interrupt()
         self._set_state("user_speaking")
 
     def _interrupt(self) -> None:
         """Silence Oviya now and cancel the reply's STT/LLM/TTS work."""
-        if self._reply_task is None or self._reply_task.done():
+        if not self.tasks.running("reply"):
             return
         self.player.flush()
         if self.echo is not None:
             self.echo.forget(self.clock.now())
         self._emit(AudioFlush())
-        self._reply_task.cancel()
+        self.tasks.cancel("reply")
 
     # --- transcription -------------------------------------------------------------------------------------------
-    def _stt_budget_left(self) -> int:
-        """Transcriptions the open user turn may still start (``limits.max_stt_runs_per_turn``)."""
-        return self.settings.limits.max_stt_runs_per_turn - self._stt_runs
-
-    def _transcribe_task(self, audio: np.ndarray) -> asyncio.Task:
-        start = self.clock.now()
-        self._stt_runs += 1
-
-        async def run() -> tuple[Transcript, float, float]:
-            self._stt_busy += 1
-            try:
-                result = await asyncio.to_thread(self.c.stt.transcribe, audio)
-            finally:
-                self._stt_busy -= 1
-            return result, start, self.clock.now()
-
-        return asyncio.create_task(run())
-
-    async def _transcript_of(self, reply: _Reply) -> Transcript:
-        rec = reply.record
-        if reply.stt is None:
-            reply.stt = self._transcribe_task(reply.audio)
-        rec.stt_runs = self._stt_runs
-        result, rec.stt_start, rec.stt_end = await asyncio.shield(reply.stt)
-        return result
-
     def _maybe_partial(self) -> None:
         """A partial transcript of the turn so far, once per ``stt.partial_interval_ms`` of speech, only when
         no other transcription is running (off the hot path)."""
         interval = self.settings.stt.partial_interval_ms
         lst = self.listener
-        if interval is None or not lst.in_turn or self._overlap or self._stt_busy or not lst.vad.segmenter.speaking:
+        if interval is None or not lst.in_turn or self._overlap or self.stt.busy or not lst.speaking:
             return
-        if lst.voiced_s - self._partial_at < interval / 1000 or self._stt_budget_left() <= 1:
+        if lst.voiced_s - self._partial_at < interval / 1000 or self.stt.budget_left() <= 1:
             return  # the last transcription of the turn's budget is kept for its final transcript
         self._partial_at = lst.voiced_s
         audio = lst.audio_so_far()
         if self._carry is not None:  # the user is continuing a turn: the partial covers all of it
             audio = np.concatenate([self._carry.audio, audio])
-        turn_id, task = self._turn_id, self._transcribe_task(audio)
+        turn_id, task = self._turn_id, self.stt.start(audio, "partial")
 
         def done(t: asyncio.Task) -> None:
             if not t.cancelled() and t.exception() is None and self.listener.in_turn and self._turn_id == turn_id:
@@ -565,13 +491,13 @@ class TurnEngine:
         task.add_done_callback(done)
 
     # --- the reply -----------------------------------------------------------------------------------------------
-    def _start_reply(self, reply: _Reply, text: str | None = None) -> None:
+    def _start_reply(self, reply: Reply, text: str | None = None) -> None:
         self._ensure_player()
         self._reply = reply
         self._set_state("thinking")
-        self._reply_task = asyncio.create_task(self._run_reply(reply, text), name=f"oviya-turn-{reply.record.turn_id}")
+        self.tasks.start("reply", self._run_reply(reply, text))
 
-    async def _run_reply(self, reply: _Reply, text: str | None) -> None:
+    async def _run_reply(self, reply: Reply, text: str | None) -> None:
         rec = reply.record
         try:
             if rec.turn_id != self._admitted_turn and self.turn_gate is not None:
@@ -581,19 +507,19 @@ class TurnEngine:
                 self._admitted_turn = rec.turn_id  # a continued turn comes back with its id: counted once
             if text is None:
                 try:
-                    text = (await self._transcript_of(reply)).text
+                    text = (await self.stt.transcript_of(reply)).text
                 except Exception as e:
                     log.exception("STT failed")
                     rec.errors.append(f"stt: {e}")
                     rec.route = "fallback"
                     self._emit(ErrorEvent("stt_error", str(e)))
-                    await self._speak(reply, fixed=self.brain.persona.not_heard_line)  # the user hears why
+                    await self.speaker.speak(reply, fixed=self.brain.persona.not_heard_line)  # the user hears why
                     return
                 if not text:
                     return
             rec.user_text = text
             self._emit(TranscriptEvent("user", text, rec.turn_id, final=False))
-            await self._speak(reply)
+            await self.speaker.speak(reply)
         except asyncio.CancelledError:
             rec.outcome = "continued" if reply.continued else "hangup" if self._closing else "interrupted"
             raise
@@ -606,103 +532,14 @@ class TurnEngine:
         rec.errors.append(": ".join(refusal))
         self._emit(ErrorEvent(*refusal))
 
-    async def _speak(self, reply: _Reply, fixed: str | None = None) -> None:
-        """Speak the reply: the brain's, or the ``fixed`` line (no LLM) in the persona's default emotion."""
-        rec = reply.record
-        clauses: asyncio.Queue[str | None] = asyncio.Queue()
-        make = self._think(reply, clauses) if fixed is None else self._say(reply, fixed, clauses)
-        producer = asyncio.create_task(make)
-        tts = self.c.tts.turn()
-        resampler = StreamResampler(tts.sample_rate, self.out_rate, "float32")
-        try:
-            while (clause := await clauses.get()) is not None:
-                tag = len(reply.clauses)
-                reply.clauses.append(clause)
-                if rec.first_clause is None:
-                    rec.first_clause = self.clock.now()
-                try:
-                    async for pcm in tts.synthesize(clause, rec.emotion):
-                        if rec.tts_first_audio is None:
-                            rec.tts_first_audio = self.clock.now()
-                        self._enqueue(reply, to_int16(resampler.process(to_float32(pcm))), tag)
-                except Exception as e:
-                    log.exception("TTS failed")
-                    rec.errors.append(f"tts: {e}")
-                    self._emit(ErrorEvent("tts_error", str(e)))
-                self._emit(TranscriptEvent("assistant", " ".join(reply.clauses), rec.turn_id, final=False,
-                                           emotion=rec.emotion))
-            if reply.clauses:
-                self._enqueue(reply, to_int16(resampler.process(np.zeros(0, np.float32), last=True)), len(reply.clauses) - 1)
-            self.player.finish()
-            await producer
-            await self.player.wait_played()
-        finally:
-            producer.cancel()
-            rec.tts_backend = tts.last_used
-
-    def _enqueue(self, reply: _Reply, pcm: np.ndarray, tag: int) -> None:
-        reply.samples[tag] = reply.samples.get(tag, 0) + len(pcm)
-        self.player.enqueue(pcm, (reply.record.turn_id, tag))
-
-    async def _think(self, reply: _Reply, clauses: asyncio.Queue[str | None]) -> None:
-        """Brain → clauses. Always ends the queue with None so the speaker loop finishes."""
-        rec = reply.record
-        brain = self.brain
-        plan = await asyncio.to_thread(brain.plan, rec.user_text)  # sentence embeddings: keep the loop free
-        rec.route, rec.user_emotion, rec.emotion = plan.route, plan.user_emotion, plan.emotion
-        rec.safety_category = plan.safety.category if plan.safety else None
-        chunker = ClauseChunker(self.settings.brain.clause_min_words, self.settings.brain.first_clause_min_words)
-        rec.llm_start = self.clock.now()
-        try:
-            sentences = 0
-            async with aclosing(brain.stream(rec.user_text, plan)) as deltas:
-                async for delta in deltas:
-                    if rec.llm_first_token is None:
-                        rec.llm_first_token = self.clock.now()
-                    for clause in chunker.push(delta):
-                        if plan.route == "llm" and (safe := brain.screen(clause)) is not None:
-                            rec.safety_category = "unsafe_output"
-                            self._put_text(safe, clauses)
-                            return  # the rest of the unsafe reply is never generated
-                        clauses.put_nowait(clause)
-                        sentences += ends_sentence(clause)
-                    if plan.route == "llm" and sentences >= self.settings.brain.max_sentences:
-                        return  # spoken replies stay short even when a small model rambles; stops generation
-            for clause in chunker.flush():
-                clauses.put_nowait(clause)
-        except LLMError as e:  # every backend in the chain failed: the persona's fallback line
-            log.warning("LLM chain failed: %s", e)
-            rec.errors.append(f"llm: {e}")
-            rec.route = "fallback"
-            self._emit(ErrorEvent("llm_error", str(e)))
-            if not reply.clauses and clauses.empty():
-                self._put_text(brain.persona.fallback_line, clauses)
-        except Exception as e:
-            log.exception("LLM failed")
-            rec.errors.append(f"llm: {e}")
-            self._emit(ErrorEvent("llm_error", str(e)))
-        finally:
-            rec.llm_backend = getattr(brain.llm, "last_used", None) if rec.route == "llm" else None
-            clauses.put_nowait(None)
-
-    async def _say(self, reply: _Reply, text: str, clauses: asyncio.Queue[str | None]) -> None:
-        """A fixed line instead of the brain's reply, in the persona's default emotion."""
-        reply.record.emotion = self.brain.persona.default_emotion
-        self._put_text(text, clauses)
-        clauses.put_nowait(None)
-
-    def _put_text(self, text: str, clauses: asyncio.Queue[str | None]) -> None:
-        chunker = ClauseChunker(self.settings.brain.clause_min_words, self.settings.brain.first_clause_min_words)
-        for clause in [*chunker.push(text), *chunker.flush()]:
-            clauses.put_nowait(clause)
-
-    def _finish(self, reply: _Reply) -> None:
+    def _finish(self, reply: Reply) -> None:
         """Commit what was said, publish the record, go back to listening. Runs on success, error and barge-in."""
         rec = reply.record
         heard = {i: self.player.heard_samples((rec.turn_id, i)) for i in range(len(reply.clauses))}
         rec.reply_text = reply.spoken_text(heard)
         if rec.outcome is None:
             rec.outcome = "answered" if rec.reply_text else "no_speech" if not rec.user_text else "failed"
+        reply.to("interrupted" if rec.outcome in ("interrupted", "continued", "hangup") else "done")
         if rec.outcome != "continued":
             if rec.user_text:
                 self.brain.commit(rec.user_text, rec.reply_text)
@@ -714,5 +551,5 @@ class TurnEngine:
         self._emit(TurnDone(rec))
         if self._reply is reply:
             self._reply = None
-            self._overlap = False
+            self._take_overlap()
             self._set_state("user_speaking" if self.listener.in_turn else "listening")

@@ -129,6 +129,16 @@ class Listener:
         thr = self.vad.segmenter.settings.threshold
         return CHUNK_S * sum(c.prob >= thr for c in self._chunks if c.start_s >= self.turn_start_s)
 
+    @property
+    def speaking(self) -> bool:
+        """True while the VAD hears speech (inside a turn or not)."""
+        return self.vad.segmenter.speaking
+
+    @property
+    def last_speech_end_s(self) -> float | None:
+        """Stream time (s) of the end of the last chunk the VAD heard as speech, or None."""
+        return self.vad.segmenter.last_speech_end_s
+
     def audio_so_far(self) -> np.ndarray:
         """The open turn's audio up to now (16 kHz float32), e.g. for a partial transcript."""
         return self._audio(self._chunks[-1].end_s) if self._chunks else np.zeros(0, np.float32)

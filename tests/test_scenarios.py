@@ -316,6 +316,7 @@ def test_hanging_up_mid_reply_records_the_turn_as_hangup(settings):
     c = run(settings, stages, body)
     rec = c.engine.records[0]
     assert rec.outcome == "hangup" and 0 < len(rec.reply_text) < len(REPLY)
+    assert c.engine.tasks.pending() == []  # reply, player, transcriptions: all ended with the call
 
 
 def test_a_typed_turn_during_a_reply_interrupts_it_and_is_answered(settings):

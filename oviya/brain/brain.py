@@ -94,6 +94,11 @@ class Brain:
         route = "identity" if identity is not None and identity.whole_turn else "llm"
         return Plan(route, user_emotion, emotion, identity=identity)
 
+    @property
+    def llm_backend(self) -> str | None:
+        """The chat model that produced the last LLM reply (the member of a fallback chain that answered)."""
+        return getattr(self.llm, "last_used", None)
+
     def system_message(self) -> str:
         """The persona's system prompt, then the user's display name and notes (quoted data) when known. It is the
         prompt prefix every turn of the session shares, so :meth:`warm` computes it once."""

@@ -1,0 +1,87 @@
+"""Transcriptions of one conversation: speculative (at the first pause), partial (while the user speaks) and final.
+
+STT runs in a worker thread (a Whisper call cannot be interrupted); its asyncio task can be cancelled or replaced
+by name (:class:`~oviya.tasks.NamedTasks`) while the thread finishes on its own, and :attr:`Transcriptions.busy`
+counts threads, not tasks, so a partial transcript never competes with a transcription still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from oviya.clock import Clock
+from oviya.reply import Reply
+from oviya.stt import Transcriber, Transcript
+from oviya.tasks import NamedTasks
+
+
+class Transcriptions:
+    """Starts and budgets the STT calls of the open user turn.
+
+    Args:
+        stt: the speech-to-text stage.
+        clock: the engine's clock (the timing record's ``stt_start`` / ``stt_end``).
+        tasks: the conversation's tasks.
+        max_runs: ``limits.max_stt_runs_per_turn``: transcriptions one user turn may start (a talker who never
+            pauses must not keep the STT busy for everyone).
+
+    Attributes:
+        runs: transcriptions of the open user turn (merged continuations included).
+        busy: STT threads still running.
+    """
+
+    def __init__(self, stt: Transcriber, clock: Clock, tasks: NamedTasks, max_runs: int) -> None:
+        self.stt = stt
+        self.clock = clock
+        self.tasks = tasks
+        self.max_runs = max_runs
+        self.runs = 0
+        self.busy = 0
+
+    def new_turn(self) -> None:
+        self.runs = 0
+
+    def budget_left(self) -> int:
+        """Transcriptions the open user turn may still start."""
+        return self.max_runs - self.runs
+
+    def start(self, audio: np.ndarray, name: str | None = None) -> asyncio.Task:
+        """Transcribe ``audio`` (np.ndarray[float32], shape (n,), 16 kHz mono) as the task ``name`` (``spec_stt``,
+        ``partial``; None: a turn's final transcription, owned until it ends).
+
+        Returns:
+            The task; its result is ``(transcript, start, end)`` on the engine's clock (s). It raises what the STT
+            raised.
+        """
+        start = self.clock.now()
+        self.runs += 1
+        job = asyncio.ensure_future(asyncio.to_thread(self.stt.transcribe, audio))
+        self.busy += 1
+        job.add_done_callback(self._done)
+
+        async def run() -> tuple[Transcript, float, float]:
+            return await asyncio.shield(job), start, self.clock.now()
+
+        return self.tasks.start(name, run()) if name else self.tasks.own(run(), "stt")
+
+    def _done(self, job: asyncio.Future) -> None:
+        self.busy -= 1
+        if not job.cancelled():
+            job.exception()  # retrieved here: a cancelled waiter never reads it, and asyncio would log it
+
+    async def transcript_of(self, reply: Reply) -> Transcript:
+        """The transcript of ``reply.audio`` (reusing the speculative one when the reply holds it); fills the
+        record's ``stt_runs``, ``stt_start`` and ``stt_end``. Cancelling the caller leaves the transcription to
+        finish for whoever else waits on it.
+
+        Raises:
+            Exception: whatever the STT raised.
+        """
+        rec = reply.record
+        if reply.stt is None:
+            reply.stt = self.start(reply.audio)
+        rec.stt_runs = self.runs
+        result, rec.stt_start, rec.stt_end = await asyncio.shield(reply.stt)
+        return result

@@ -1,0 +1,97 @@
+"""The turn engine's parts on their own: the overlap verdict, the reply's life cycle, the named tasks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from oviya.config import load_settings
+from oviya.events import TurnRecord
+from oviya.overlap import OverlapJudge
+from oviya.reply import Reply
+from oviya.tasks import NamedTasks
+
+REPLY = "I think the museum opens at nine on Saturdays, and the cafe upstairs is lovely."
+
+
+@pytest.fixture(scope="module")
+def judge() -> OverlapJudge:
+    return OverlapJudge(load_settings().barge_in)
+
+
+@pytest.mark.parametrize(("heard", "verdict"), [
+    ("", "noise"),
+    ("...", "noise"),
+    ("Yeah.", "backchannel"),
+    ("Uh huh.", "backchannel"),
+    ("Okay, right.", "backchannel"),
+    ("Got it", "backchannel"),
+    ("the museum opens at nine", "echo"),  # her own words back through the microphone
+    ("Wait, stop.", "barge_in"),
+    ("Yeah, but what about Sunday?", "barge_in"),  # a backchannel word opening a real turn
+    ("nine o'clock is too early for me", "barge_in"),  # one of her words is not an echo
+])
+def test_the_overlap_verdict_follows_the_words_heard(judge, heard, verdict):
+    assert judge.judge(heard, REPLY) == verdict
+
+
+def test_without_a_reply_nothing_is_her_echo(judge):
+    assert judge.judge("the museum opens at nine", "") == "barge_in"
+
+
+def test_short_talk_over_is_taken_for_residual_echo_only_while_echo_is_present(judge):
+    assert judge.residual_echo(0.2, echo_present=True)
+    assert not judge.residual_echo(0.2, echo_present=False)
+    assert not judge.residual_echo(0.9, echo_present=True)
+
+
+def test_a_reply_moves_only_along_its_life_cycle():
+    reply = Reply(TurnRecord(1, "voice"))
+    assert reply.state == "thinking" and not reply.sounding
+    reply.to("speaking")
+    reply.to("paused")
+    assert reply.sounding
+    reply.to("speaking")
+    reply.to("interrupted")
+    with pytest.raises(RuntimeError, match="interrupted -> speaking"):
+        reply.to("speaking")
+    with pytest.raises(RuntimeError, match="thinking -> paused"):
+        Reply(TurnRecord(2, "voice")).to("paused")
+
+
+def test_a_reply_cut_short_keeps_only_the_words_played():
+    reply = Reply(TurnRecord(1, "voice"), clauses=["One two three four.", "Five six seven eight."],
+                  samples={0: 400, 1: 400})
+    assert reply.spoken_text({0: 400, 1: 200}) == "One two three four. Five six"
+    assert reply.spoken_text({0: 0}) == ""
+
+
+def test_a_new_task_replaces_the_old_of_its_name_and_aclose_ends_all():
+    async def main() -> None:
+        tasks = NamedTasks()
+        order: list[str] = []
+
+        async def wait(tag: str) -> None:
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                order.append(tag)
+
+        old = tasks.start("reply", wait("old"))
+        await asyncio.sleep(0)
+        new = tasks.start("reply", wait("new"))
+        await asyncio.sleep(0)
+        assert old.cancelled() and tasks.get("reply") is new
+        spec = tasks.start("spec_stt", wait("spec"))
+        assert tasks.adopt("spec_stt") is spec and tasks.get("spec_stt") is None
+        await asyncio.sleep(0)
+        tasks.start("spec_stt", wait("spec2"))
+        await asyncio.sleep(0)
+        assert not spec.done()  # adopted: a newer task of its old name leaves it alone
+        tasks.start("player", wait("player"))
+        await tasks.aclose(last=("player",))
+        assert tasks.pending() == [] and order[0] == "old" and order[-1] == "player"
+        assert set(order) == {"old", "new", "spec", "spec2", "player"}
+
+    asyncio.run(main())
