@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from oviya.assets import sha256_file
@@ -123,3 +124,13 @@ def test_a_crisis_turn_gets_the_personas_safe_reply_without_the_llm(components, 
     assert rec.route == "safety" and rec.safety_category == "suicide" and rec.llm_backend is None
     assert rec.reply_text.startswith("I'm really glad you told me") and "nine eight eight" in rec.reply_text
     assert rec.emotion == "concerned" and rec.outcome == "answered"
+
+
+def test_the_embedders_text_cache_returns_what_a_fresh_computation_does():
+    cached, fresh = SentenceEmbedder(cache_size=2), SentenceEmbedder(cache_size=0)
+    texts = ["I can't sleep again.", "Everyone would be better off without me.", "I can't sleep again.", ""]
+    first = cached.embed(texts)
+    assert np.allclose(first, fresh.embed(texts), atol=1e-5) and first.shape == (4, SentenceEmbedder.dim)
+    assert np.array_equal(cached.embed([texts[1], texts[3]]), first[[1, 3]])  # the last two new texts: from the cache
+    cached.embed(["one more line", "and another"])  # evicts them: the cache holds two texts
+    assert np.allclose(cached.embed(texts), first, atol=1e-5)

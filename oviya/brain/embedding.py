@@ -8,6 +8,7 @@ normalisation, as the model card prescribes. ~5-25 ms per sentence on one core h
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +23,8 @@ class SentenceEmbedder:
 
     Args:
         threads: onnxruntime intra-op threads.
+        cache_size: embeddings of this many recent texts are kept: each user turn is embedded by the emotion
+            detector and the safety router, and again as the previous turn when the next one is judged with it.
 
     Raises:
         assets.AssetError: the model or tokenizer package is missing or corrupt.
@@ -29,7 +32,7 @@ class SentenceEmbedder:
 
     dim = 384
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, cache_size: int = 64) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -41,7 +44,9 @@ class SentenceEmbedder:
         self._tokenizer = Tokenizer.from_file(str(assets.MINILM_L6_TOKENIZER.locate()))
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        self._lock = threading.Lock()  # the tokenizer's padding state is shared
+        self._lock = threading.Lock()  # the tokenizer's padding state and the cache are shared by sessions
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts``.
@@ -52,7 +57,22 @@ class SentenceEmbedder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            enc = self._tokenizer.encode_batch(list(texts))
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+            for t in known:
+                self._cache.move_to_end(t)
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            known.update(zip(missing, self._compute(missing)))
+            with self._lock:
+                for t in missing[-self._cache_size:] if self._cache_size else []:
+                    self._cache[t] = known[t].copy()  # a copy: a row view would keep its whole batch alive
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return np.stack([known[t] for t in texts])
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            enc = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in enc], np.int64)
         mask = np.array([e.attention_mask for e in enc], np.int64)
         hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
