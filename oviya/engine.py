@@ -27,7 +27,7 @@ from oviya.aio import within
 from oviya.audio import AudioFormatError, StreamResampler, to_float32, to_mono
 from oviya.brain.backchannel import BackchannelPolicy
 from oviya.brain.brain import Brain
-from oviya.brain.memory import UserMemory, summarise
+from oviya.brain.session_memory import CallerMemory
 from oviya.clock import Clock, RealClock
 from oviya.components import Components
 from oviya.config import Settings
@@ -93,10 +93,8 @@ class TurnEngine:
         self.brain = Brain(components.llm, components.persona, components.safety, components.identity,
                            components.emotion, settings.brain, GenerationParams(llm.max_tokens, llm.temperature, llm.top_p),
                            settings.memory)
-        self.user_memory = UserMemory(settings.memory.dir, settings.memory.summary_max_chars)
-        self.memory_key: str | None = None
         self.tasks = NamedTasks()  # reply, judge, spec_stt, partial, backchannel, memory_load, warm, player
-        self._memory_saved_at = 0  # history length at the last save
+        self.memory = CallerMemory(self.brain, components.llm, settings.memory, self.tasks)
         smart = components.smart_turn.probability if components.smart_turn is not None else None
         self.listener = Listener(components.vad, settings, smart)
         self.out_rate = settings.audio.output_sample_rate
@@ -123,7 +121,6 @@ class TurnEngine:
         self._partial_at = 0.0
         self.turn_gate: Callable[[], tuple[str, str] | None] | None = None
         self._admitted_turn = 0
-        self._closing = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -134,57 +131,15 @@ class TurnEngine:
         if not self.tasks.running("player"):
             self.tasks.start("player", self.player.run())
 
-    def set_memory_key(self, key: str) -> None:
-        """Remember this user across sessions: their saved notes are loaded now (within
-        ``memory.load_timeout_ms``, never delaying a reply) and updated when the session closes.
-
-        Raises:
-            ValueError: an empty key or one longer than 200 characters.
-        """
-        key = key.strip()
-        if not key or len(key) > 200:
-            raise ValueError("memory_key must be 1-200 characters")
-        if key == self.memory_key:
-            return
-        self.memory_key = key
-
-        async def load() -> None:
-            self.brain.user_summary = await self.user_memory.load_capped(key, self.settings.memory.load_timeout_ms / 1000)
-            self.rewarm()
-
-        self.tasks.start("memory_load", load())
-
-    def rewarm(self) -> None:
-        """Recompute the prompt prefix (persona, display name, notes) in the LLM's cache in the background, so the
-        next reply's first token does not wait for it (a 1.5B model on 2 cores takes ~16 ms per prompt token).
-        Call it after any of them changed; a newer call replaces an unfinished one."""
-        if self._closing:
-            return
-        self.tasks.start("warm", asyncio.to_thread(self.brain.warm))
-
-    async def save_memory(self) -> str | None:
-        """Condense this session into the user's notes and save them (no-op without a memory key). Returns them."""
-        if self.memory_key is None or len(self.brain.history) == self._memory_saved_at:
-            return None  # no key, or nothing new since the last save
-        self._memory_saved_at = len(self.brain.history)
-        m = self.settings.memory
-        params = GenerationParams(m.summary_max_tokens, 0.0, 1.0)
-        notes = await summarise(self.c.llm, self.brain.history, self.brain.user_summary, params, m.summary_timeout_s)
-        if notes:
-            await asyncio.to_thread(self.user_memory.save, self.memory_key, notes)
-            self.brain.user_summary = notes
-        return notes
-
     async def stop(self) -> None:
         """Cancel any reply and stop playout. The transcript and records stay readable; a reply cut short here is
         recorded with outcome ``hangup``. Idempotent."""
-        self._closing = True
         await self.tasks.aclose(last=("player",))  # a reply cut short still reads what was played
 
     async def aclose(self) -> None:
         """:meth:`stop`, then save the user's notes (with a memory key; an LLM summary: may take seconds)."""
         await self.stop()
-        await self.save_memory()
+        await self.memory.save()
 
     async def __aenter__(self) -> TurnEngine:
         await self.start()
@@ -521,7 +476,7 @@ class TurnEngine:
             self._emit(TranscriptEvent("user", text, rec.turn_id, final=False))
             await self.speaker.speak(reply)
         except asyncio.CancelledError:
-            rec.outcome = "continued" if reply.continued else "hangup" if self._closing else "interrupted"
+            rec.outcome = "continued" if reply.continued else "hangup" if self.tasks.closed else "interrupted"
             raise
         finally:
             self._finish(reply)

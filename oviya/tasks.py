@@ -21,6 +21,7 @@ class NamedTasks:
         self._prefix = prefix
         self._named: dict[str, asyncio.Task] = {}
         self._owned: set[asyncio.Task] = set()
+        self.closed = False  # aclose() has begun: the conversation is ending
 
     def start(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         """Run ``coro`` as the task ``name``, cancelling the task of that name still running."""
@@ -67,6 +68,7 @@ class NamedTasks:
     async def aclose(self, last: tuple[str, ...] = ()) -> None:
         """Cancel every task and wait for each to end; the named ones in ``last`` after all others (in that order).
         Idempotent."""
+        self.closed = True
         first = [t for n, t in self._named.items() if n not in last] + list(self._owned)
         for task in [*first, *(self._named[n] for n in last if n in self._named)]:
             if not task.done():

@@ -37,7 +37,7 @@ def test_a_returning_user_is_remembered_in_the_next_session(components, tmp_path
     async def session(text: str) -> TurnEngine:
         engine = TurnEngine(components, settings, FastForwardClock())
         await engine.start()
-        engine.set_memory_key("ana@example.org")
+        engine.memory.set_key("ana@example.org")
         engine.push_text(text)
         while not isinstance(await engine.next_event(60), TurnDone):
             pass
@@ -50,7 +50,7 @@ def test_a_returning_user_is_remembered_in_the_next_session(components, tmp_path
 
     async def second() -> str:
         engine = TurnEngine(components, settings, FastForwardClock())
-        engine.set_memory_key("ana@example.org")
+        engine.memory.set_key("ana@example.org")
         await asyncio.sleep(0.3)  # the capped load (200 ms) has finished
         return engine.brain.messages_for("Hi again!")[0]["content"]
 

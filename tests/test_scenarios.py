@@ -393,7 +393,7 @@ def test_the_prompt_prefix_is_warmed_again_once_the_callers_notes_are_read(tmp_p
 
     async def main() -> None:
         async with TurnEngine(stages.components, settings, FastForwardClock()) as engine:
-            engine.set_memory_key("caller-key")
+            engine.memory.set_key("caller-key")
             for _ in range(200):
                 if llm.warmed:
                     break

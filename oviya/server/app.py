@@ -279,7 +279,7 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
         live = live_call(session_id, call_token)
         return {"session_id": session_id, "state": live.engine.state, "turns": len(live.engine.records),
                 "persona": live.engine.brain.persona_file,
-                "memory": {"enabled": live.engine.memory_key is not None,
+                "memory": {"enabled": live.engine.memory.key is not None,
                            "notes_loaded": bool(live.engine.brain.user_summary)},
                 "avatar_url": f"/avatar/{live.avatar_key}" if live.avatar_key else None}
 

@@ -273,7 +273,7 @@ class OviyaHandler(AsyncStreamHandler):
         """
         if name != self.engine.brain.persona_file:
             self.engine.brain.set_persona(load_persona(name), name)
-            self.engine.rewarm()
+            self.engine.memory.rewarm()
             self._send({"event": "persona", "name": name, "display_name": self.engine.brain.persona.name})
             log.info("persona %s", name)
 
@@ -291,11 +291,11 @@ class OviyaHandler(AsyncStreamHandler):
             raise ValueError("display_name must be at most 64 characters")
         renamed = name != self.engine.brain.user_name
         self.engine.brain.user_name = name
-        if memory_token != self.engine.memory_key:
-            self.engine.set_memory_key(memory_token)  # re-warms the prompt once the notes are read
+        if memory_token != self.engine.memory.key:
+            self.engine.memory.set_key(memory_token)  # re-warms the prompt once the notes are read
             self._send({"event": "memory", "status": "enabled"})
         elif renamed:
-            self.engine.rewarm()
+            self.engine.memory.rewarm()
 
     def _follow_ui_inputs(self) -> None:
         # The Gradio page passes its persona dropdown, the name box and the page's memory token (browser storage) as
@@ -335,7 +335,7 @@ class OviyaHandler(AsyncStreamHandler):
             self.state.frames.close(self.avatar_key)
         await self.engine.stop()
         await self._write_records()  # the transcript first: the notes' LLM summary may take seconds
-        await self.engine.save_memory()
+        await self.engine.memory.save()
         log.info("session ended after %d turns", len(self.engine.records))
         await asyncio.to_thread(release_free_memory)
 
