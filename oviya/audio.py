@@ -70,6 +70,30 @@ def to_mono(pcm: np.ndarray) -> np.ndarray:
     return mixed.astype(pcm.dtype) if pcm.dtype == np.int16 else mixed
 
 
+def checked_input(pcm: np.ndarray, sample_rate: int, max_rate: int, max_frame_s: float) -> np.ndarray:
+    """Microphone audio from an untrusted client, bounded before it is converted: float32 mono in [-1, 1].
+
+    Args:
+        pcm: int16 or float32 samples, mono ``(n,)`` or ``(channels, n)`` / ``(n, channels)``.
+        sample_rate: Hz, an int in 8000..``max_rate``.
+        max_frame_s: the longest frame accepted (s).
+
+    Raises:
+        AudioFormatError: wrong type, dtype, shape or rate, non-finite samples, or a frame longer than
+            ``max_frame_s``.
+    """
+    if not isinstance(pcm, np.ndarray):
+        raise AudioFormatError(f"audio must be a numpy array, got {type(pcm).__name__}")
+    if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= max_rate:
+        raise AudioFormatError(f"sample rate must be an int in 8000..{max_rate} Hz, got {sample_rate!r}")
+    if max(pcm.shape, default=0) > max_frame_s * sample_rate:  # the longer axis is time (see to_mono)
+        raise AudioFormatError(f"audio frame of {max(pcm.shape) / sample_rate:.2f} s exceeds {max_frame_s} s")
+    x = to_float32(to_mono(pcm))
+    if not np.all(np.isfinite(x)):
+        raise AudioFormatError("audio contains NaN or infinite samples")
+    return np.clip(x, -1.0, 1.0)
+
+
 def resample(pcm: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     """Resample a whole mono clip with soxr.
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from oviya.aio import within
-from oviya.audio import AudioFormatError, StreamResampler, to_float32, to_mono
+from oviya.audio import StreamResampler, checked_input
 from oviya.brain.backchannel import BackchannelPolicy
 from oviya.brain.brain import Brain
 from oviya.brain.session_memory import CallerMemory
@@ -156,22 +156,14 @@ class TurnEngine:
             pcm: int16 or float32 samples, mono ``(n,)`` or ``(channels, n)`` / ``(n, channels)``.
             sample_rate: Hz (8 kHz … ``audio.max_input_sample_rate``); may change between calls.
         Raises:
-            AudioFormatError: wrong type, dtype, rate, non-finite samples, or a frame longer than
+            oviya.audio.AudioFormatError: wrong type, dtype, rate, non-finite samples, or a frame longer than
                 ``audio.max_input_frame_s``. Nothing of the session is lost.
         """
         a = self.settings.audio
-        if not isinstance(pcm, np.ndarray):
-            raise AudioFormatError(f"audio must be a numpy array, got {type(pcm).__name__}")
-        if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= a.max_input_sample_rate:
-            raise AudioFormatError(f"sample rate must be an int in 8000..{a.max_input_sample_rate} Hz, got {sample_rate!r}")
-        x = to_float32(to_mono(pcm))
-        if len(x) > a.max_input_frame_s * sample_rate:
-            raise AudioFormatError(f"audio frame of {len(x) / sample_rate:.2f} s exceeds {a.max_input_frame_s} s")
-        if not np.all(np.isfinite(x)):
-            raise AudioFormatError("audio contains NaN or infinite samples")
+        x = checked_input(pcm, sample_rate, a.max_input_sample_rate, a.max_input_frame_s)
         if self._resampler is None or self._resampler.from_hz != sample_rate:
             self._resampler = StreamResampler(sample_rate, SAMPLE_RATE, "float32")
-        x16 = self._resampler.process(np.clip(x, -1.0, 1.0))
+        x16 = self._resampler.process(x)
         if self.echo is not None:
             x16 = self.echo.process(x16, self.clock.now())
         for vc, events in self.listener.push(x16):

@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
 
-from oviya.audio import AudioFormatError, Framer, StreamResampler, resample, rms_dbfs, to_float32, to_int16, to_mono
+from oviya.audio import (
+    AudioFormatError,
+    Framer,
+    StreamResampler,
+    checked_input,
+    resample,
+    rms_dbfs,
+    to_float32,
+    to_int16,
+    to_mono,
+)
 
 
 def test_int16_float32_round_trip():
@@ -53,3 +63,18 @@ def test_rms_dbfs_of_full_scale_sine_is_minus_3_db():
     x = np.sin(np.linspace(0, 200 * np.pi, 16000)).astype(np.float32)
     assert abs(rms_dbfs(x) + 3.01) < 0.1
     assert rms_dbfs(np.zeros(10, np.int16)) == -120.0
+
+
+def test_microphone_input_is_bounded_and_checked_before_it_is_converted():
+    stereo = np.full((2, 480), 16384, np.int16)  # a 10 ms WebRTC frame at 48 kHz
+    x = checked_input(stereo, 48000, 48000, 1.0)
+    assert x.dtype == np.float32 and x.shape == (480,) and np.allclose(x, 0.5)
+    assert checked_input(np.array([2.0, -3.0], np.float32), 16000, 48000, 1.0).tolist() == [1.0, -1.0]
+    with pytest.raises(AudioFormatError, match="exceeds"):
+        checked_input(np.zeros((2, 48001), np.int16), 48000, 48000, 1.0)
+    with pytest.raises(AudioFormatError, match="sample rate"):
+        checked_input(np.zeros(160, np.int16), 96000, 48000, 1.0)
+    with pytest.raises(AudioFormatError, match="NaN"):
+        checked_input(np.array([np.nan], np.float32), 16000, 48000, 1.0)
+    with pytest.raises(AudioFormatError, match="numpy"):
+        checked_input([0, 1], 16000, 48000, 1.0)  # type: ignore[arg-type]
