@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import numpy as np
-
 from eval.context import Context
 from oviya.assets import sha256_file
 from oviya.brain import semantic_safety as ss
@@ -29,22 +27,6 @@ from oviya.config import CONFIG_DIR
 
 FOLDS = 5
 SWEEP = (0.7, 0.8, 0.85, 0.9, 0.95)  # semantic thresholds the cross-validation also reports
-
-
-class _CachedEmbedder:
-    """The embedder with a per-text cache: cross-validation judges every line once per fold and threshold."""
-
-    def __init__(self, embedder: SentenceEmbedder) -> None:
-        self._embedder = embedder
-        self._cache: dict[str, np.ndarray] = {}
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        for t, v in zip(missing, self._embedder.embed_batched(missing)):
-            self._cache[t] = v
-        return np.stack([self._cache[t] for t in texts])
-
-    embed_batched = embed
 
 
 def _judge(router: SafetyRouter, rows: list[dict]) -> list[dict]:
@@ -79,8 +61,7 @@ def _figures(rows: list[dict]) -> dict:
 def _cross_validated(rows: list[dict], rules: SafetyRules, embedder: SentenceEmbedder) -> dict:
     from sklearn.model_selection import StratifiedKFold
 
-    cached = _CachedEmbedder(embedder)
-    x = cached.embed([ss.training_text(r) for r in rows])
+    x = embedder.embed_batched([ss.training_text(r) for r in rows])
     labels = [ss.row_label(r) for r in rows]
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(x, labels))
     heads = [ss.train(x[train], [labels[i] for i in train]) for train, _ in folds]
@@ -90,7 +71,7 @@ def _cross_validated(rows: list[dict], rules: SafetyRules, embedder: SentenceEmb
             update={"threshold": threshold})}))
         out: list[dict] = [{}] * len(rows)
         for (_, test), head in zip(folds, heads):
-            router.semantic = ss.SemanticSafety(cached, head)  # type: ignore[arg-type]
+            router.semantic = ss.SemanticSafety(embedder, head)
             for i, r in zip(test, _judge(router, [rows[i] for i in test])):
                 out[i] = r
         return out
@@ -104,8 +85,9 @@ def run(ctx: Context) -> dict:
     if path is None:
         return {"skipped": "no safety.jsonl", "recall": None, "fp_rate": None}
     rules = load_rules(CONFIG_DIR / ctx.settings.brain.safety)
-    embedder = SentenceEmbedder()
     items = ctx.read_jsonl(path)
+    # cross-validation judges every line once per fold and threshold: the embedder's cache holds them all
+    embedder = SentenceEmbedder(cache_size=2 * len(items))
     router = SafetyRouter(rules, ss.SemanticSafety(embedder))
     rows = _judge(router, items)
     ctx.write_rows("safety", rows)
