@@ -33,6 +33,7 @@ from oviya.components import Components
 from oviya.config import Settings
 from oviya.echo import EchoCanceller
 from oviya.events import (
+    AudioFlush,
     AudioOut,
     ErrorEvent,
     Event,
@@ -61,10 +62,6 @@ from oviya.transcriptions import Transcriptions
 from oviya.vad import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
-
-
-class AudioFlush:
-    """Event: drop any reply audio buffered downstream (pause or barge-in)."""
 
 
 class TurnEngine:
@@ -100,7 +97,8 @@ class TurnEngine:
         self.out_rate = settings.audio.output_sample_rate
         self.player = AudioPlayer(self.clock, self.out_rate, settings.audio.output_frame_ms,
                                   settings.audio.output_lead_ms / 1000, self._on_frame)
-        self.stt = Transcriptions(components.stt, self.clock, self.tasks, settings.limits.max_stt_runs_per_turn)
+        self.stt = Transcriptions(components.stt, self.clock, self.tasks, settings.limits.max_stt_runs_per_turn,
+                                  settings.stt.partial_interval_ms)
         self.speaker = Speaker(self.brain, components.tts, self.player, self.clock, settings.brain, self._emit)
         bi = settings.barge_in
         self.echo = EchoCanceller(self.out_rate) if bi.echo_guard == "aec" else None
@@ -110,7 +108,7 @@ class TurnEngine:
         self.transcript: list[TranscriptEvent] = []
         self.records: list[TurnRecord] = []
         self.state: State = "listening"
-        self._events: asyncio.Queue[Event | AudioFlush] = asyncio.Queue()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._resampler: StreamResampler | None = None
         self._turn_id = 0
         self._reply: Reply | None = None
@@ -118,7 +116,6 @@ class TurnEngine:
         self._overlap = False  # a user turn began while Oviya was talking: barge-in or backchannel?
         self._resume_timer: asyncio.TimerHandle | None = None
         self._spec_end_s: float | None = None  # stream time of the pause the running "spec_stt" task transcribes
-        self._partial_at = 0.0
         self.turn_gate: Callable[[], tuple[str, str] | None] | None = None
         self._admitted_turn = 0
 
@@ -195,7 +192,7 @@ class TurnEngine:
         self._start_reply(Reply(rec), text=text.strip())
 
     # --- outputs -------------------------------------------------------------------------------------------------
-    async def next_event(self, timeout: float | None = None) -> Event | AudioFlush | None:
+    async def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event, or None after ``timeout`` seconds without one (``0``: only an event already waiting)."""
         if timeout == 0:
             return None if self._events.empty() else self._events.get_nowait()
@@ -204,7 +201,7 @@ class TurnEngine:
         except TimeoutError:
             return None
 
-    def _emit(self, event: Event | AudioFlush) -> None:
+    def _emit(self, event: Event) -> None:
         self._events.put_nowait(event)
         if isinstance(event, TranscriptEvent) and event.final:
             self.transcript.append(event)
@@ -304,7 +301,6 @@ class TurnEngine:
 
     def _new_turn(self, announce: bool = True) -> None:
         self._turn_id += 1
-        self._partial_at = 0.0
         self.stt.new_turn()
         if announce:
             self._set_state("user_speaking")
@@ -415,27 +411,20 @@ class TurnEngine:
 
     # --- transcription -------------------------------------------------------------------------------------------
     def _maybe_partial(self) -> None:
-        """A partial transcript of the turn so far, once per ``stt.partial_interval_ms`` of speech, only when
-        no other transcription is running (off the hot path)."""
-        interval = self.settings.stt.partial_interval_ms
+        """The user's words so far as a partial transcript line (:meth:`Transcriptions.maybe_partial`)."""
         lst = self.listener
-        if interval is None or not lst.in_turn or self._overlap or self.stt.busy or not lst.speaking:
+        if not lst.in_turn or self._overlap or not lst.speaking:
             return
-        if lst.voiced_s - self._partial_at < interval / 1000 or self.stt.budget_left() <= 1:
-            return  # the last transcription of the turn's budget is kept for its final transcript
-        self._partial_at = lst.voiced_s
-        audio = lst.audio_so_far()
-        if self._carry is not None:  # the user is continuing a turn: the partial covers all of it
-            audio = np.concatenate([self._carry.audio, audio])
-        turn_id, task = self._turn_id, self.stt.start(audio, "partial")
+        turn_id, carry = self._turn_id, self._carry
 
-        def done(t: asyncio.Task) -> None:
-            if not t.cancelled() and t.exception() is None and self.listener.in_turn and self._turn_id == turn_id:
-                text = t.result()[0].text
-                if text:
-                    self._emit(TranscriptEvent("user", text, turn_id, final=False))
+        def audio() -> np.ndarray:  # a user continuing a turn: the partial covers all of it
+            return lst.audio_so_far() if carry is None else np.concatenate([carry.audio, lst.audio_so_far()])
 
-        task.add_done_callback(done)
+        def show(text: str) -> None:
+            if lst.in_turn and self._turn_id == turn_id:
+                self._emit(TranscriptEvent("user", text, turn_id, final=False))
+
+        self.stt.maybe_partial(lst.voiced_s, audio, show)
 
     # --- the reply -----------------------------------------------------------------------------------------------
     def _start_reply(self, reply: Reply, text: str | None = None) -> None:

@@ -25,6 +25,10 @@ class AudioOut:
     due: float = 0.0
 
 
+class AudioFlush:
+    """Drop any reply audio buffered downstream (a pause at the user's onset, or a barge-in)."""
+
+
 @dataclass
 class TranscriptEvent:
     """A line of the conversation. ``final`` is False for text that may still change: the user's words before the
@@ -180,4 +184,4 @@ class TurnDone:
     record: TurnRecord
 
 
-Event = AudioOut | TranscriptEvent | StatusEvent | ErrorEvent | TurnDone
+Event = AudioOut | AudioFlush | TranscriptEvent | StatusEvent | ErrorEvent | TurnDone

@@ -8,6 +8,7 @@ counts threads, not tasks, so a partial transcript never competes with a transcr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,22 +27,44 @@ class Transcriptions:
         tasks: the conversation's tasks.
         max_runs: ``limits.max_stt_runs_per_turn``: transcriptions one user turn may start (a talker who never
             pauses must not keep the STT busy for everyone).
+        partial_interval_ms: ``stt.partial_interval_ms``: speech between partial transcripts (None: none).
 
     Attributes:
         runs: transcriptions of the open user turn (merged continuations included).
         busy: STT threads still running.
     """
 
-    def __init__(self, stt: Transcriber, clock: Clock, tasks: NamedTasks, max_runs: int) -> None:
+    def __init__(self, stt: Transcriber, clock: Clock, tasks: NamedTasks, max_runs: int,
+                 partial_interval_ms: float | None = None) -> None:
         self.stt = stt
         self.clock = clock
         self.tasks = tasks
         self.max_runs = max_runs
+        self.partial_interval_s = None if partial_interval_ms is None else partial_interval_ms / 1000
         self.runs = 0
         self.busy = 0
+        self._partial_at = 0.0  # voiced seconds of the open turn at its last partial transcript
 
     def new_turn(self) -> None:
         self.runs = 0
+        self._partial_at = 0.0
+
+    def maybe_partial(self, voiced_s: float, audio: Callable[[], np.ndarray], show: Callable[[str], None]) -> None:
+        """Start a partial transcript of the open turn once per ``partial_interval_ms`` of its speech
+        (``voiced_s``), only when no other transcription is running (off the hot path) and never with the turn's
+        last run of its budget (kept for its final transcript). ``audio()`` gives the turn so far
+        (np.ndarray[float32], 16 kHz mono); ``show`` gets the text when it is ready and not empty."""
+        if self.partial_interval_s is None or self.busy or self.budget_left() <= 1:
+            return
+        if voiced_s - self._partial_at < self.partial_interval_s:
+            return
+        self._partial_at = voiced_s
+
+        def done(t: asyncio.Task) -> None:
+            if not t.cancelled() and t.exception() is None and (text := t.result()[0].text):
+                show(text)
+
+        self.start(audio(), "partial").add_done_callback(done)
 
     def budget_left(self) -> int:
         """Transcriptions the open user turn may still start."""

@@ -17,7 +17,7 @@ from wsclient import live_call
 from oviya.avatar.stream import AvatarStream, VideoFrame, make_avatar
 from oviya.clock import RealClock
 from oviya.config import AvatarSettings
-from oviya.events import AudioOut
+from oviya.events import AudioFlush, AudioOut, TranscriptEvent
 
 
 async def play(stream: AvatarStream, audio: np.ndarray, rate: int, seconds: float, lead_s: float) -> None:
@@ -25,10 +25,11 @@ async def play(stream: AvatarStream, audio: np.ndarray, rate: int, seconds: floa
     (``audio.output_lead_ms``) before it is due."""
     n = int(rate * 0.02)
     t0 = stream.clock.now() + lead_s
+    stream.on_transcript(TranscriptEvent("assistant", "What a lovely day!", 1, final=False, emotion="joyful"))
     for i in range(0, int(seconds * rate), n):
         due = t0 + i / rate
         await asyncio.sleep(max(0.0, due - lead_s - stream.clock.now()))
-        stream.on_audio(AudioOut(audio[i : i + n], rate, due), "joyful", 1000.0 * i / rate)
+        stream.on_audio(AudioOut(audio[i : i + n], rate, due))
 
 
 def lipsync_settings(settings, url: str) -> AvatarSettings:
@@ -48,7 +49,7 @@ def test_idle_then_reply_frames_then_barge_in_closes_the_mouth_at_once(settings,
         listening = list(frames)
         await play(stream, audio, rate, seconds=1.6, lead_s=lead_s)
         before_flush = len(frames)
-        stream.flush()
+        stream.on_flush(AudioFlush())
         after_flush = frames[before_flush:]
         stats = stream.end_turn()
         await asyncio.sleep(0.3)

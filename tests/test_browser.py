@@ -79,3 +79,38 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
     assert received > 10_000  # reply audio arrived over WebRTC (Opus at ~32 kbit/s: > 2 s of audio)
     assert timings_shown  # the turn's timing record reached the page
     assert avatar_width == settings.avatar.width  # the avatar's frames are showing
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it with apt)")
+@pytest.mark.timeout(240)
+def test_a_typed_message_without_a_call_is_answered_in_the_transcript_and_the_audio_player(app_server, settings):
+    async def run() -> tuple[list[str], list[str], bool, bool]:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(Path("/dev/null")),
+                                              headless=True)
+            page = await browser.new_page()
+            await page.goto(app_server)
+            box = page.get_by_label("Type to Oviya")
+            await box.fill("What is your favourite season?", timeout=60_000)
+            await box.press("Enter")
+            deadline = time.monotonic() + 120
+            user: list[str] = []
+            bot: list[str] = []
+            while time.monotonic() < deadline and not (bot and "v2v_ms" in await page.inner_text("body")):
+                await asyncio.sleep(1)
+                user = await page.locator('[data-testid="user"]').all_inner_texts()
+                bot = [t for t in await page.locator('[data-testid="bot"]').all_inner_texts() if t.strip()]
+            timings_shown = "v2v_ms" in await page.inner_text("body")
+            # the player's <audio> sits in wavesurfer's shadow DOM: Playwright's locators pierce it
+            sources = await page.locator("audio").evaluate_all("els => els.map(a => a.currentSrc || a.src || '')")
+            has_audio = any(sources)
+            await page.screenshot(path=str(ARTIFACTS / "browser_typed.png"), full_page=True)
+            await browser.close()
+            return user, bot, timings_shown, has_audio
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    user, bot, timings_shown, has_audio = asyncio.run(run())
+    assert user == ["What is your favourite season?"], user  # the typed line, once (no partial left behind)
+    assert len(bot) == 1 and len(bot[0].split()) >= 2, bot  # one reply line
+    assert timings_shown  # the turn's record fills the timings panel
+    assert has_audio  # the spoken answer is in the page's audio player

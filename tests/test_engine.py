@@ -11,9 +11,9 @@ from eval.data import speech_bounds
 from oviya.audio import AudioFormatError, resample, rms_dbfs
 from oviya.engine import TurnEngine
 from oviya.events import AudioOut, ErrorEvent, TranscriptEvent, TurnDone
+from oviya.realtime import clip_then_silence
+from oviya.realtime import play as play_frames
 from oviya.stt import WhisperTranscriber
-
-FRAME_S = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,9 @@ def trimmed(audio: np.ndarray) -> np.ndarray:
     return audio[int(start * 16000) : int(end * 16000)]
 
 
-async def play(engine: TurnEngine, audio: np.ndarray, sr: int = 16000) -> None:
-    """Feed ``audio`` in 20 ms frames at the real-time pace of a microphone."""
-    n = int(sr * FRAME_S)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    for k, i in enumerate(range(0, len(audio), n)):
-        engine.push_audio(audio[i : i + n], sr)
-        await asyncio.sleep(max(0.0, t0 + (k + 1) * FRAME_S - loop.time()))
+async def play(engine: TurnEngine, audio: np.ndarray) -> None:
+    """Feed ``audio`` (16 kHz mono) in 20 ms frames at the real-time pace of a microphone."""
+    await play_frames(engine, clip_then_silence(audio, 0.0))
 
 
 async def collect_turn(engine: TurnEngine, timeout: float = 60.0) -> tuple[list, TurnDone]:

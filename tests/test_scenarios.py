@@ -17,8 +17,11 @@ from fakes import FakeLLM, FakeStages, FakeTTS, fake_components
 from oviya.brain.memory import UserMemory
 from oviya.clock import FastForwardClock, LoopClock
 from oviya.config import Settings, load_settings
-from oviya.engine import AudioFlush, TurnEngine
-from oviya.events import AudioOut, ErrorEvent, StatusEvent, TranscriptEvent, TurnDone
+from oviya.engine import TurnEngine
+from oviya.events import AudioFlush, AudioOut, ErrorEvent, StatusEvent, TranscriptEvent, TurnDone
+from oviya.observer import EngineObserver
+from oviya.realtime import clip_then_silence, play
+from oviya.server.chatlog import ChatLog
 
 FRAME_S = 0.02
 REPLY = "Oh, that sounds lovely. Tell me more about it, I would like to hear every little detail of your day."
@@ -59,11 +62,7 @@ class Conversation:
 
     async def say(self, *parts: tuple[str, float] | float) -> None:
         """Speak the script in 20 ms frames at the microphone's real-time pace (virtual time)."""
-        audio = self.stages.script.audio(list(parts))
-        n = int(16000 * FRAME_S)
-        for i in range(0, len(audio), n):
-            self.engine.push_audio(audio[i : i + n], 16000)
-            await asyncio.sleep(FRAME_S)
+        await play(self.engine, clip_then_silence(self.stages.script.audio(list(parts)), 0.0))
 
     async def until(self, predicate: Callable[[object], bool], timeout: float = 30.0) -> float:
         """Wait (virtual time) for an event matching ``predicate``; returns when it came."""
@@ -402,3 +401,63 @@ def test_the_prompt_prefix_is_warmed_again_once_the_callers_notes_are_read(tmp_p
 
     asyncio.run(main())
     assert "Likes sailing." in llm.warmed[-1][0]["content"]
+
+
+def test_a_microphone_feed_hands_each_event_to_its_observers_and_stops_at_their_word(settings):
+    """The frame pump every real-time driver shares (eval tasks, real-model tests): events reach the observers in
+    order after each frame, the chat log folds them as the page shows them, and ``until`` ends the feed early."""
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.2)])
+
+    class Notes(EngineObserver):
+        def __init__(self) -> None:
+            self.kinds: list[str] = []
+
+        def on_audio(self, ev: AudioOut) -> None:
+            if not self.kinds or self.kinds[-1] != "audio":
+                self.kinds.append("audio")
+
+        def on_status(self, ev: StatusEvent) -> None:
+            self.kinds.append(ev.state)
+
+        def on_turn_done(self, ev: TurnDone) -> None:
+            self.kinds.append(f"turn:{ev.record.outcome}")
+
+    notes, chat = Notes(), ChatLog()
+    audio = stages.script.audio([("How was your day", 1.0)])
+    tail_s = 60.0  # far longer than the reply: the feed must end at the turn, not here
+
+    async def main() -> int:
+        async with TurnEngine(stages.components, settings, clock=LoopClock()) as engine:
+            return await play(engine, clip_then_silence(audio, tail_s), notes, chat,
+                              until=lambda: "turn:answered" in notes.kinds)
+
+    loop = asyncio.new_event_loop()
+    looptime.patch_event_loop(loop)
+    try:
+        frames = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert notes.kinds == ["user_speaking", "thinking", "speaking", "audio", "turn:answered", "listening"]
+    assert frames * FRAME_S < tail_s / 2  # stopped at the answer, long before the tail's end
+    assert chat.messages == [{"role": "user", "content": "How was your day"},
+                             {"role": "assistant", "content": " ".join(REPLY.split())}]
+    assert chat.timings["route"] and chat.timings["llm_ttft_ms"] >= 200
+
+
+def test_a_long_turn_shows_partial_transcripts_while_the_user_speaks(settings):
+    stages = fake_components(settings, [FakeLLM(first_token_s=0.1)])
+    words = "I have been thinking about moving to another city next year"
+
+    async def body(c: Conversation) -> None:
+        await c.say((words, 3.5), 2.0)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    partials = [(t, e) for t, e in c.events if isinstance(e, TranscriptEvent) and e.role == "user" and not e.final]
+    rec = c.records()[0]
+    while_speaking = [t for t, e in partials if e.text == words and t < 3.5]
+    # one per partial_interval_ms (1 s) of speech, the last STT run of the turn's budget kept for its final one
+    limit = min(3, settings.limits.max_stt_runs_per_turn - 1)
+    assert 1 <= len(while_speaking) <= limit and while_speaking[0] >= 1.0
+    assert rec.outcome == "answered" and rec.user_text == words
+    assert all(e.turn_id == rec.turn_id for _, e in partials)

@@ -1,15 +1,21 @@
-"""The turn engine's parts on their own: the overlap verdict, the reply's life cycle, the named tasks."""
+"""The turn engine's parts on their own: the overlap verdict, the reply's life cycle, the named tasks, the event
+observers and the microphone feed."""
 
 from __future__ import annotations
 
 import asyncio
+from itertools import count, takewhile
 
+import numpy as np
 import pytest
 
 from oviya.config import load_settings
-from oviya.events import TurnRecord
+from oviya.events import AudioFlush, AudioOut, ErrorEvent, StatusEvent, TranscriptEvent, TurnDone, TurnRecord
+from oviya.observer import EngineObserver, notify
 from oviya.overlap import OverlapJudge
+from oviya.realtime import clip_then_silence
 from oviya.reply import Reply
+from oviya.server.chatlog import ChatLog
 from oviya.tasks import NamedTasks
 
 REPLY = "I think the museum opens at nine on Saturdays, and the cafe upstairs is lovely."
@@ -95,3 +101,43 @@ def test_a_new_task_replaces_the_old_of_its_name_and_aclose_ends_all():
         assert set(order) == {"old", "new", "spec", "spec2", "player"}
 
     asyncio.run(main())
+
+
+def test_notify_hands_each_event_kind_to_its_hook_and_refuses_anything_else():
+    class Seen(EngineObserver):
+        def __init__(self) -> None:
+            self.hooks: list[str] = []
+
+        def __getattribute__(self, name: str):
+            if name.startswith("on_"):
+                object.__getattribute__(self, "hooks").append(name)
+            return object.__getattribute__(self, name)
+
+    a, b = Seen(), Seen()
+    rec = TurnRecord(1, "text")
+    events = [AudioOut(np.zeros(480, np.int16), 24000), AudioFlush(), TranscriptEvent("user", "hi", 1),
+              StatusEvent("thinking"), ErrorEvent("llm_error", "down"), TurnDone(rec)]
+    for ev in events:
+        notify(ev, a, b)
+    hooks = ["on_audio", "on_flush", "on_transcript", "on_status", "on_error", "on_turn_done"]
+    assert a.hooks == hooks and b.hooks == hooks
+    with pytest.raises(TypeError, match="not an engine event"):
+        notify("hello", a)
+
+
+def test_a_clip_is_fed_in_whole_frames_then_silence_then_ends():
+    audio = np.arange(1000, dtype=np.float32)  # 62.5 ms at 16 kHz: three whole 20 ms frames and a part
+    frame = clip_then_silence(audio, tail_s=0.04)
+    frames = list(takewhile(lambda f: f is not None, map(frame, count())))
+    assert [len(f) for f in frames] == [320, 320, 320, 40, 320, 320]
+    assert np.array_equal(np.concatenate(frames[:4]), audio) and not frames[-1].any()
+
+
+def test_the_chat_log_replaces_a_partial_line_and_marks_a_reply_cut_short():
+    chat = ChatLog([{"role": "assistant", "content": "Hello!"}])
+    chat.on_transcript(TranscriptEvent("user", "I went to", 2, final=False))
+    chat.on_transcript(TranscriptEvent("user", "I went to the market", 2))
+    chat.on_transcript(TranscriptEvent("assistant", "Oh, which", 2, interrupted=True))
+    assert chat.messages == [{"role": "assistant", "content": "Hello!"},
+                             {"role": "user", "content": "I went to the market"},
+                             {"role": "assistant", "content": "Oh, which …"}]

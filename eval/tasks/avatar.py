@@ -33,11 +33,12 @@ from eval.tasks.webrtc import measure_call
 from oviya.audio import to_float32
 from oviya.avatar import Avatar, AvatarFrame
 from oviya.avatar.stream import AvatarStream, VideoFrame, make_avatar
-from oviya.engine import AudioFlush, TurnEngine
-from oviya.events import AudioOut, TranscriptEvent, TurnDone
+from oviya.engine import TurnEngine
+from oviya.events import AudioOut, TurnDone
+from oviya.observer import EngineObserver
+from oviya.realtime import clip_then_silence, play
 from oviya.server.ice import restrict_ice_hosts
 
-FRAME_S = 0.02
 REPLY_TIMEOUT_S = 20.0
 REPEATS = 3
 
@@ -60,45 +61,41 @@ class TimedAvatar:
         return frames
 
 
+class ReplyAudio(EngineObserver):
+    """The reply's audio until the first answered turn."""
+
+    def __init__(self) -> None:
+        self.pcm: list[np.ndarray] = []
+        self.done = False
+
+    def on_audio(self, ev: AudioOut) -> None:
+        self.pcm.append(ev.pcm)
+
+    def on_turn_done(self, ev: TurnDone) -> None:
+        self.done = self.done or ev.record.outcome == "answered"
+
+
 async def one_turn(ctx: Context, audio: np.ndarray) -> dict:
     """Play ``audio`` into a fresh engine with an avatar stream until its first answered turn; the frames."""
-    n = int(16000 * FRAME_S)
     frames: list[VideoFrame] = []
-    pcm: list[np.ndarray] = []
-    emotion, audio_ms = None, 0.0
     components = ctx.components()
+    reply = ReplyAudio()
     async with TurnEngine(components, ctx.settings) as engine:
         av = ctx.settings.avatar
         timed = TimedAvatar(make_avatar(av, components.tts.styles))  # the live emotion map, as the app uses
         video = AvatarStream(av, timed, engine.clock, frames.append)
         idle = asyncio.create_task(video.run())
-        loop = asyncio.get_running_loop()
-        start, k, done = loop.time(), 0, False
-        while not done and k * FRAME_S < len(audio) / 16000 + REPLY_TIMEOUT_S:
-            engine.push_audio(audio[k * n : (k + 1) * n] if k * n < len(audio) else np.zeros(n, np.float32), 16000)
-            k += 1
-            while (ev := await engine.next_event(0)) is not None:
-                if isinstance(ev, TranscriptEvent) and ev.role == "assistant":
-                    emotion = ev.emotion
-                elif isinstance(ev, AudioOut):
-                    video.on_audio(ev, emotion, audio_ms)
-                    audio_ms += 1000.0 * len(ev.pcm) / ev.sample_rate
-                    pcm.append(ev.pcm)
-                elif isinstance(ev, AudioFlush):
-                    video.flush()
-                elif isinstance(ev, TurnDone) and ev.record.outcome == "answered":
-                    done = True
-            await asyncio.sleep(max(0.0, start + k * FRAME_S - loop.time()))
+        await play(engine, clip_then_silence(audio, REPLY_TIMEOUT_S), video, reply, until=lambda: reply.done)
         idle.cancel()
         await asyncio.gather(idle, return_exceptions=True)
         out_rate = engine.out_rate
-    reply = to_float32(np.concatenate(pcm)) if pcm else np.zeros(0, np.float32)
+    pcm = to_float32(np.concatenate(reply.pcm)) if reply.pcm else np.zeros(0, np.float32)
     speaking = [f for f in frames if f.speaking]
     step = int(out_rate / ctx.settings.avatar.fps)
-    rms = [float(np.sqrt(np.mean(np.square(seg)))) if len(seg := reply[int(f.audio_ms * out_rate / 1000):][:step])
+    rms = [float(np.sqrt(np.mean(np.square(seg)))) if len(seg := pcm[int(f.audio_ms * out_rate / 1000):][:step])
            else 0.0 for f in speaking]
     return {"frames": speaking, "rms": rms, "idle_frames": len(frames) - len(speaking), "draw_ms": timed.ms,
-            "reply_s": len(reply) / out_rate}
+            "reply_s": len(pcm) / out_rate}
 
 
 def run(ctx: Context) -> dict:

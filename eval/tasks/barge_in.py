@@ -26,11 +26,12 @@ from eval.context import Context
 from eval.data import speech_span
 from eval.stats import percentile
 from oviya.audio import resample, to_float32
-from oviya.engine import AudioFlush, TurnEngine
-from oviya.events import AudioOut, TurnDone
+from oviya.engine import TurnEngine
+from oviya.events import AudioFlush, AudioOut, TurnDone
+from oviya.observer import EngineObserver
+from oviya.realtime import FRAME_S, play
 
 PROMPT = "Please tell me a long story about a lighthouse keeper who befriends a seagull during a storm."
-FRAME_S = 0.02
 LEAD_IN_S = 0.6  # Oviya has been talking this long when the interference starts
 TAIL_S = 2.0  # listening after the interference, for the engine's decision
 ECHO_DELAY_S = 0.15  # due time → back at the microphone: client jitter buffer, device and acoustic path
@@ -66,71 +67,93 @@ class EchoPath:
         return out
 
 
+class Trial(EngineObserver):
+    """One trial's microphone and notebook: Oviya tells a story; ``LEAD_IN_S`` after her first audio the
+    interferer starts (plus her own echo when ``echo``); the observer hooks note her pauses, flushes and verdict."""
+
+    def __init__(self, engine: TurnEngine, interferer: np.ndarray, onset_s: float | None, echo: bool) -> None:
+        self.engine, self.interferer, self.onset_s, self.echo = engine, interferer, onset_s, echo
+        self.n = int(16000 * FRAME_S)
+        self.gain = 10 ** (ECHO_GAIN_DB / 20)
+        self.path = EchoPath(engine.settings.audio.output_sample_rate)
+        self.res = {"interrupted": False, "stop_ms": None, "pauses": [], "valid": True}
+        self.timeline: list[tuple[float, bool]] = []  # (time, True for an audio frame / False for a flush)
+        self.t_start = self.t_onset = self.paused_at = None
+        self.k_start: int | None = None  # frame index at which the interference starts
+        self.now = 0.0  # the clock when the last frame was made
+        self.over = False  # the trial is settled early (invalid)
+
+    def frame(self, k: int) -> np.ndarray | None:
+        if k * FRAME_S > 60:  # a minute without the interference settled: something is wrong with the setup
+            self.invalid()
+            return None
+        self.now = now = self.engine.clock.now()
+        frame = np.zeros(self.n, np.float32)
+        if self.t_start is not None and self.k_start is None and now >= self.t_start:
+            self.k_start = k
+        if self.k_start is not None:
+            i = (k - self.k_start) * self.n
+            if i >= len(self.interferer) + TAIL_S * 16000:
+                return None
+            piece = self.interferer[i : i + self.n]
+            frame[: len(piece)] += piece
+            if self.onset_s is not None and self.t_onset is None and i / 16000 + FRAME_S > self.onset_s:
+                self.t_onset = now - (i / 16000 + FRAME_S - self.onset_s)
+        if self.echo:
+            frame += self.gain * self.path.take(now - FRAME_S - ECHO_DELAY_S, self.n)
+        return np.clip(frame, -1, 1)
+
+    def invalid(self) -> None:
+        self.res["valid"] = False
+        self.over = True
+
+    def on_audio(self, ev: AudioOut) -> None:
+        t = self.engine.clock.now()
+        self.path.add(ev.due, ev.pcm)
+        if self.t_start is None:
+            self.t_start = t + LEAD_IN_S
+        if self.paused_at is not None:
+            self.res["pauses"].append(round((t - self.paused_at) * 1000, 1))
+            self.paused_at = None
+        self.timeline.append((t, True))
+
+    def on_flush(self, ev: AudioFlush) -> None:
+        t = self.engine.clock.now()
+        self.path.drop_after(t)  # frames not yet due are dropped downstream too: they never sound
+        if self.t_start is None:
+            return
+        self.timeline.append((t, False))
+        if t >= self.t_start:
+            self.paused_at = self.paused_at or t
+
+    def on_turn_done(self, ev: TurnDone) -> None:
+        if ev.record.source != "text" or self.over:
+            return
+        self.res["interrupted"] = ev.record.outcome == "interrupted"
+        if self.t_start is None or ev.record.outcome == "answered" and self.now < self.t_start + 0.5:
+            self.invalid()  # the reply ended before the interference: nothing to test
+
+    def settle(self) -> dict:
+        """The trial's figures, from the engine's records and the notes."""
+        res, records = self.res, self.engine.records
+        if self.over:
+            return res
+        if records and records[0].outcome == "interrupted":
+            res["interrupted"] = True
+        if self.t_onset is not None and res["interrupted"]:
+            res["stop_ms"] = _stop_ms(self.timeline, self.t_onset)
+        res["heard"] = [r.user_text for r in records if r.source == "voice"]
+        res["backchannels"] = records[0].backchannels if records else []
+        return res
+
+
 async def trial(ctx: Context, interferer: np.ndarray, onset_s: float | None, echo: bool) -> dict:
     """One trial; returns stop time, interruption and pause figures (ms)."""
-    n = int(16000 * FRAME_S)
-    gain = 10 ** (ECHO_GAIN_DB / 20)
-    path = EchoPath(ctx.settings.audio.output_sample_rate)
-    res = {"interrupted": False, "stop_ms": None, "pauses": [], "valid": True}
-    timeline: list[tuple[float, bool]] = []  # (time, True for an audio frame / False for a flush) after lead-in
     async with TurnEngine(ctx.components(), ctx.settings) as engine:
-        loop = asyncio.get_running_loop()
+        t = Trial(engine, interferer, onset_s, echo)
         engine.push_text(PROMPT)
-        t_start = t_onset = paused_at = None
-        k = 0
-        k_start = None  # frame index at which the interference starts
-        start = loop.time()
-        while True:
-            now = engine.clock.now()
-            frame = np.zeros(n, np.float32)
-            if t_start is not None and k_start is None and now >= t_start:
-                k_start = k
-            if k_start is not None:
-                i = (k - k_start) * n
-                if i >= len(interferer) + TAIL_S * 16000:
-                    break
-                piece = interferer[i : i + n]
-                frame[: len(piece)] += piece
-                if onset_s is not None and t_onset is None and i / 16000 + FRAME_S > onset_s:
-                    t_onset = now - (i / 16000 + FRAME_S - onset_s)
-            if echo:
-                frame += gain * path.take(now - FRAME_S - ECHO_DELAY_S, n)
-            engine.push_audio(np.clip(frame, -1, 1), 16000)
-            k += 1
-            await asyncio.sleep(max(0.0, start + k * FRAME_S - loop.time()))
-            while (ev := await engine.next_event(0)) is not None:
-                t = engine.clock.now()
-                if isinstance(ev, AudioOut):
-                    path.add(ev.due, ev.pcm)
-                    if t_start is None:
-                        t_start = t + LEAD_IN_S
-                    if paused_at is not None:
-                        res["pauses"].append(round((t - paused_at) * 1000, 1))
-                        paused_at = None
-                if isinstance(ev, (AudioOut, AudioFlush)) and t_start is not None:
-                    timeline.append((t, isinstance(ev, AudioOut)))
-                if isinstance(ev, AudioOut):
-                    pass
-                elif isinstance(ev, AudioFlush):
-                    path.drop_after(t)  # frames not yet due are dropped downstream too: they never sound
-                    if t_start is None or t < t_start:
-                        continue
-                    paused_at = paused_at or t
-                elif isinstance(ev, TurnDone) and ev.record.source == "text":
-                    res["interrupted"] = ev.record.outcome == "interrupted"
-                    if t_start is None or ev.record.outcome == "answered" and now < t_start + 0.5:
-                        res["valid"] = False  # the reply ended before the interference: nothing to test
-                        return res
-            if k * FRAME_S > 60:
-                res["valid"] = False
-                return res
-        if engine.records and engine.records[0].outcome == "interrupted":
-            res["interrupted"] = True
-        if t_onset is not None and res["interrupted"]:
-            res["stop_ms"] = _stop_ms(timeline, t_onset)
-        res["heard"] = [r.user_text for r in engine.records if r.source == "voice"]
-        res["backchannels"] = engine.records[0].backchannels if engine.records else []
-    return res
+        await play(engine, t.frame, t, until=lambda: t.over)
+        return t.settle()
 
 
 def _stop_ms(timeline: list[tuple[float, bool]], t_onset: float) -> float | None:

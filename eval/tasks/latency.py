@@ -23,36 +23,40 @@ from eval.tasks.turn import CUTOFF_TOLERANCE_S
 from oviya.clock import FastForwardClock
 from oviya.engine import TurnEngine
 from oviya.events import TurnDone, TurnRecord
+from oviya.observer import EngineObserver
+from oviya.realtime import FRAME_S, clip_then_silence, play
 
-FRAME_S = 0.02
 REPLY_TIMEOUT_S = 15.0
 STAGES = ("eot_delay_ms", "stt_ms", "llm_ttft_ms", "first_clause_ms", "tts_ttfb_ms")
+
+
+class FirstAnswer(EngineObserver):
+    """The first turn answered at or after the true end of speech (earlier: a cut-off, which the turn task counts)."""
+
+    def __init__(self) -> None:
+        self.t_end: float | None = None  # the true end of speech on the engine's clock
+        self.record: TurnRecord | None = None
+
+    def on_turn_done(self, ev: TurnDone) -> None:
+        if ev.record.outcome == "answered" and self.t_end is not None \
+                and ev.record.eot >= self.t_end - CUTOFF_TOLERANCE_S:
+            self.record = self.record or ev.record
 
 
 async def one_turn(ctx: Context, audio: np.ndarray, end_s: float) -> tuple[TurnRecord | None, float]:
     """Play ``audio`` then silence into a fresh engine; (record of the first answered turn, clock time of t0)."""
     clock = FastForwardClock()
-    n = int(16000 * FRAME_S)
-    silence = np.zeros(n, np.float32)
-    t_end = None
+    clip = clip_then_silence(audio, REPLY_TIMEOUT_S)
+    answer = FirstAnswer()
+
+    def frame(k: int) -> np.ndarray | None:
+        if answer.t_end is None and (k + 1) * FRAME_S >= end_s:  # pushed now: the clock maps the clip's time
+            answer.t_end = clock.now() - ((k + 1) * FRAME_S - end_s)
+        return clip(k)
+
     async with TurnEngine(ctx.components(), ctx.settings, clock=clock) as engine:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        done: TurnRecord | None = None
-        k = 0
-        while done is None and k * FRAME_S < len(audio) / 16000 + REPLY_TIMEOUT_S:
-            frame = audio[k * n : (k + 1) * n] if k * n < len(audio) else silence
-            engine.push_audio(frame, 16000)
-            if t_end is None and (k + 1) * FRAME_S >= end_s:
-                t_end = clock.now() - ((k + 1) * FRAME_S - end_s)
-            k += 1
-            await asyncio.sleep(max(0.0, start + k * FRAME_S - loop.time()))
-            while (ev := await engine.next_event(0)) is not None:
-                # a turn that ended before the true end of speech was a cut-off (the turn task counts those)
-                if isinstance(ev, TurnDone) and ev.record.outcome == "answered" and t_end is not None \
-                        and ev.record.eot >= t_end - CUTOFF_TOLERANCE_S:
-                    done = ev.record
-    return done, t_end
+        await play(engine, frame, answer, until=lambda: answer.record is not None)
+    return answer.record, answer.t_end
 
 
 def run(ctx: Context) -> dict:

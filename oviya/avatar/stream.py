@@ -9,7 +9,7 @@ how late it is for its audio; each turn's p95 goes into the turn record (target 
 The reply audio goes to the backend (``avatar.backend``: :class:`~oviya.avatar.procedural.ProceduralAvatar` or
 :class:`~oviya.avatar.lipsync.LipSyncAvatar`) through a queue served by one task, so the audio path never waits for
 a frame to be drawn, and frames keep their order. If the backend fails the rest of the turn is audio only (no
-frames; ``on_fallback`` is told once); the next turn tries it again. Barge-in (:meth:`AvatarStream.flush`) closes
+frames; ``on_fallback`` is told once); the next turn tries it again. Barge-in (:meth:`AvatarStream.on_flush`) closes
 the mouth at once: queued audio is dropped, a pending backend call is cancelled and an idle frame goes out
 immediately.
 """
@@ -31,7 +31,8 @@ from oviya.avatar.lipsync import LipSyncAvatar
 from oviya.avatar.procedural import ProceduralAvatar, render_face
 from oviya.clock import Clock
 from oviya.config import AvatarSettings
-from oviya.events import AudioOut
+from oviya.events import AudioFlush, AudioOut, TranscriptEvent
+from oviya.observer import EngineObserver
 from oviya.tts.styles import EmotionMap
 
 log = logging.getLogger(__name__)
@@ -104,9 +105,10 @@ def service_face(settings: AvatarSettings, styles: EmotionMap) -> np.ndarray:
     return np.asarray(image)
 
 
-class AvatarStream:
+class AvatarStream(EngineObserver):
     """Video frames for one call, handed to ``sink`` as they are ready. Call :meth:`run` as a task for the idle
-    frames and the backend's work.
+    frames and the backend's work, and hand it the call's events (:func:`oviya.observer.notify`): the reply's
+    audio, its emotion (from the assistant's transcript line) and flushes.
 
     Args:
         settings: the ``avatar`` section.
@@ -133,18 +135,26 @@ class AvatarStream:
         self._work: asyncio.Task | None = None  # the backend call in progress
         self._pending = False  # audio handed to the backend may still make frames (a lip-sync window)
         self._offset = 0.0  # audio_ms - timestamp_ms of the current run of reply audio
+        self._audio_ms = 0.0  # reply audio released in this call so far (ms)
+        self._emotion: str | None = None  # the emotion of the reply being spoken
 
     def now_ms(self) -> float:
         return (self.clock.now() - self.t0) * 1000.0
 
     # --- input from the call ---------------------------------------------------------------------------------------
-    def on_audio(self, ev: AudioOut, emotion: str | None, audio_ms: float) -> None:
-        """Reply audio released by the engine; ``audio_ms``: its position in the call's output audio (ms)."""
+    def on_transcript(self, ev: TranscriptEvent) -> None:
+        if ev.role == "assistant":
+            self._emotion = ev.emotion
+
+    def on_audio(self, ev: AudioOut) -> None:
+        """Reply audio released by the engine; its position in the call's output audio is counted here."""
+        audio_ms = self._audio_ms
+        self._audio_ms += 1000.0 * len(ev.pcm) / ev.sample_rate
         self._last_audio_ms = self.now_ms()
         if self._failure is None:
-            self._audio.put_nowait((ev, emotion, (ev.due - self.t0) * 1000.0, audio_ms))
+            self._audio.put_nowait((ev, self._emotion, (ev.due - self.t0) * 1000.0, audio_ms))
 
-    def flush(self) -> None:
+    def on_flush(self, ev: AudioFlush) -> None:
         """Barge-in or pause: drop what is queued, cancel the backend's call, show a closed mouth now."""
         self._drop_queued_audio()
         if self._work is not None:

@@ -34,9 +34,11 @@ from oviya.avatar.stream import AvatarStream, VideoFrame, make_avatar
 from oviya.brain.persona import load_persona
 from oviya.components import Components
 from oviya.config import Settings
-from oviya.engine import AudioFlush, TurnEngine
-from oviya.events import AudioOut, ErrorEvent, Event, StatusEvent, TranscriptEvent, TurnDone
+from oviya.engine import TurnEngine
+from oviya.events import AudioFlush, AudioOut, ErrorEvent, Event, StatusEvent, TranscriptEvent, TurnDone
 from oviya.faults import FaultPlan, with_faults
+from oviya.observer import notify
+from oviya.server.chatlog import ChatLog
 from oviya.server.limits import LimitExceeded
 from oviya.server.memtrim import release_free_memory
 from oviya.server.state import ServerState
@@ -90,17 +92,13 @@ class OviyaHandler(AsyncStreamHandler):
         self.engine = TurnEngine(with_faults(components, self.faults) if self.faults else components, settings)
         self.engine.turn_gate = self._admit_turn
         self.session_id: str | None = None
-        self.chat: list[dict[str, str]] = []  # Gradio "messages" transcript
-        self._lines: dict[tuple[str, int], int] = {}  # (role, turn id) -> index of its line in self.chat
-        self.last_timings: dict[str, Any] = {}
+        self.chat = ChatLog()  # the page's transcript and timings
         self._deadline = float("inf")
         self._websocket: Any = None
         self._closing: dict[str, str] | None = None  # the error sent before the stream is closed
         self.video: AvatarStream | None = None
         self.avatar_key: str | None = None
         self._video_task: asyncio.Task | None = None
-        self._audio_ms = 0.0  # reply audio handed to the transport so far (ms)
-        self._reply_emotion: str | None = None
         self._avatar_view: str | None = None  # HTML for the page's avatar box, sent once with the next UI update
         self._recorded = 0  # engine.records written to the transcript store so far
         self._ui_inputs: tuple[str, str, str] | None = None  # the page's inputs last applied
@@ -195,30 +193,24 @@ class OviyaHandler(AsyncStreamHandler):
         event = await self.engine.next_event(EMIT_POLL_S)
         if event is None:
             return None
+        notify(event, self.chat, *([self.video] if self.video is not None else []))
         if isinstance(event, AudioOut):
-            if self.video is not None:
-                self.video.on_audio(event, self._reply_emotion, self._audio_ms)
-            self._audio_ms += 1000.0 * len(event.pcm) / event.sample_rate
             return (event.sample_rate, event.pcm)
         if isinstance(event, AudioFlush):
             self.clear_queue()
-            if self.video is not None:
-                self.video.flush()
             return None
-        if isinstance(event, TranscriptEvent) and event.role == "assistant":
-            self._reply_emotion = event.emotion
         if isinstance(event, TurnDone):
             self._close_video_turn(event)
             await self._record_turn(event)
         message = event_message(event)
         if message is not None:
             self._send(message)
-        return self._ui_update() if self._update_chat(event) else None
+        return self._ui_update() if isinstance(event, (TranscriptEvent, TurnDone)) else None
 
     def _ui_update(self) -> AdditionalOutputs:
         """Transcript, timings and (once, None after) the avatar view for the Gradio page."""
         view, self._avatar_view = self._avatar_view, None
-        return AdditionalOutputs(list(self.chat), dict(self.last_timings), view)
+        return AdditionalOutputs(list(self.chat.messages), dict(self.chat.timings), view)
 
     def _close_video_turn(self, event: TurnDone) -> None:
         """The reply's frame count and A/V drift into its record; a lip-sync failure into its errors."""
@@ -345,22 +337,3 @@ class OviyaHandler(AsyncStreamHandler):
                 self.channel.send(json.dumps({"type": "oviya", "data": data}))
             except Exception:  # noqa: BLE001 - a closed channel must not break the audio path
                 log.debug("could not send %s", data.get("event"))
-
-    def _update_chat(self, event: Event) -> bool:
-        """Fold an event into the UI transcript; True when the UI should refresh."""
-        if isinstance(event, TranscriptEvent):
-            line = {"role": event.role, "content": event.text + (" …" if event.interrupted else "")}
-            key = (event.role, event.turn_id)
-            if key in self._lines:
-                self.chat[self._lines[key]] = line
-            else:
-                self._lines[key] = len(self.chat)
-                self.chat.append(line)
-            return True
-        if isinstance(event, TurnDone):
-            rec = event.record
-            self.last_timings = {k: v for k, v in rec.timings().items() if v is not None}
-            self.last_timings |= {k: v for k, v in (("emotion", rec.emotion), ("user_emotion", rec.user_emotion),
-                                                    ("route", rec.route)) if v}
-            return True
-        return False

@@ -21,13 +21,34 @@ from oviya.clock import FastForwardClock
 from oviya.components import Components
 from oviya.config import Settings
 from oviya.engine import TurnEngine
-from oviya.events import AudioOut, ErrorEvent, TranscriptEvent, TurnDone
+from oviya.events import AudioOut, ErrorEvent, TurnDone
+from oviya.observer import notify
 from oviya.server.call_component import CallComponent, PageCalls
+from oviya.server.chatlog import ChatLog
 from oviya.server.handler import OviyaHandler
 from oviya.server.state import ServerState
 
 # The browser's echo cancellation stays on for live use; tests switch it off through the same constraints.
 TRACK_CONSTRAINTS = {"echoCancellation": True, "noiseSuppression": True, "autoGainControl": True}
+
+
+class TypedTurn(ChatLog):
+    """A typed turn rendered without a call: the chat and timings, the reply's audio, errors as page warnings."""
+
+    def __init__(self, messages: list[dict[str, str]] | None) -> None:
+        super().__init__(messages)
+        self.pieces: list[np.ndarray] = []  # the reply, int16 frames at the engine's output rate
+        self.done = False
+
+    def on_audio(self, ev: AudioOut) -> None:
+        self.pieces.append(ev.pcm)
+
+    def on_error(self, ev: ErrorEvent) -> None:
+        gr.Warning(ev.message)
+
+    def on_turn_done(self, ev: TurnDone) -> None:
+        super().on_turn_done(ev)
+        self.done = True
 
 
 def build_ui(handler: OviyaHandler, state: ServerState, components: Components, settings: Settings,
@@ -102,29 +123,17 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
             engine = engine or TurnEngine(components, settings, clock=FastForwardClock())
             if persona_name and persona_name != engine.brain.persona_file:
                 engine.brain.set_persona(load_persona(persona_name), persona_name)
-            history = list(history or [])
             try:
                 engine.push_text(message)
             except ValueError as e:
                 gr.Warning(str(e))
                 return gr.skip(), gr.skip(), gr.skip(), engine
-            pieces: list[np.ndarray] = []
-            last: dict = {}
-            while (event := await engine.next_event(timeout=60)) is not None:
-                if isinstance(event, AudioOut):
-                    pieces.append(event.pcm)
-                elif isinstance(event, TranscriptEvent) and event.final:
-                    history.append({"role": event.role, "content": event.text})
-                elif isinstance(event, ErrorEvent):
-                    gr.Warning(event.message)
-                elif isinstance(event, TurnDone):
-                    rec = event.record
-                    last = {k: v for k, v in rec.timings().items() if v is not None}
-                    last |= {"emotion": rec.emotion, "user_emotion": rec.user_emotion, "route": rec.route}
-                    break
+            turn = TypedTurn(history)
+            while not turn.done and (event := await engine.next_event(timeout=60)) is not None:
+                notify(event, turn)
             await engine.aclose()  # stops its playout task; the next typed turn restarts it
-            audio = (engine.out_rate, np.concatenate(pieces)) if pieces else None
-            return history, last, audio, engine
+            audio = (engine.out_rate, np.concatenate(turn.pieces)) if turn.pieces else None
+            return turn.messages, turn.timings, audio, engine
 
         text.submit(send_text, inputs=[text], outputs=[text, pending]).then(
             speak_offline, inputs=[pending, chat, engine_state, persona_choice],

@@ -1,0 +1,34 @@
+"""The page's view of a call: its transcript as Gradio chat messages and the last turn's timings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oviya.events import TranscriptEvent, TurnDone
+from oviya.observer import EngineObserver
+
+
+class ChatLog(EngineObserver):
+    """Folds a call's events into ``messages`` (Gradio ``type="messages"``: ``{"role", "content"}``; a partial line
+    is replaced by the later text of the same role and turn, a reply cut short ends in " …") and ``timings`` (the
+    last turn's stage timings in ms, its emotion, the user's emotion and the route)."""
+
+    def __init__(self, messages: list[dict[str, str]] | None = None) -> None:
+        self.messages: list[dict[str, str]] = list(messages or [])
+        self.timings: dict[str, Any] = {}
+        self._lines: dict[tuple[str, int], int] = {}  # (role, turn id) -> index of its line in messages
+
+    def on_transcript(self, ev: TranscriptEvent) -> None:
+        line = {"role": ev.role, "content": ev.text + (" …" if ev.interrupted else "")}
+        key = (ev.role, ev.turn_id)
+        if key in self._lines:
+            self.messages[self._lines[key]] = line
+        else:
+            self._lines[key] = len(self.messages)
+            self.messages.append(line)
+
+    def on_turn_done(self, ev: TurnDone) -> None:
+        rec = ev.record
+        self.timings = {k: v for k, v in rec.timings().items() if v is not None}
+        self.timings |= {k: v for k, v in (("emotion", rec.emotion), ("user_emotion", rec.user_emotion),
+                                           ("route", rec.route)) if v}
