@@ -6,7 +6,7 @@ One engine per conversation. Input is handled inline: resampling, echo cancellat
 (:class:`~oviya.reply.Reply`, with its life-cycle state) runs as one cancellable task in which STT
 (:mod:`oviya.transcriptions`), the LLM and TTS stream into each other (:class:`~oviya.speaker.Speaker`), into a
 real-time :class:`~oviya.player.AudioPlayer`. The engine coordinates: it owns the conversation's tasks by name
-(:mod:`oviya.tasks`) and acts on the :class:`~oviya.overlap.OverlapJudge`'s verdict on talk-over
+(:mod:`oviya.tasks`) and hands the user's speech over a sounding reply to :class:`~oviya.talkover.TalkOver`
 (docs/architecture.md, "Turn states").
 
 Latency: STT starts speculatively at the first pause and is reused when the turn ends there. Barge-in: at the first
@@ -53,10 +53,10 @@ from oviya.listener import (
     TurnStarted,
 )
 from oviya.llm import GenerationParams
-from oviya.overlap import OverlapJudge
 from oviya.player import AudioPlayer
 from oviya.reply import Reply
 from oviya.speaker import Speaker
+from oviya.talkover import TalkOver
 from oviya.tasks import NamedTasks
 from oviya.transcriptions import Transcriptions
 from oviya.vad import SAMPLE_RATE
@@ -102,7 +102,8 @@ class TurnEngine:
         self.speaker = Speaker(self.brain, components.tts, self.player, self.clock, settings.brain, self._emit)
         bi = settings.barge_in
         self.echo = EchoCanceller(self.out_rate) if bi.echo_guard == "aec" else None
-        self.overlap_judge = OverlapJudge(bi)
+        self.talk = TalkOver(bi, self.clock, self.player, self.echo, self.listener, self.stt, self.tasks, self._emit,
+                             lambda: self._reply, self._interrupt, self._start_reply, self._set_state)
         self._my_backchannel = BackchannelPolicy(settings.backchannel)
         self._backchannels_said: list[str] = []  # Oviya's backchannels in the open user turn
         self.transcript: list[TranscriptEvent] = []
@@ -113,8 +114,6 @@ class TurnEngine:
         self._turn_id = 0
         self._reply: Reply | None = None
         self._carry: Reply | None = None  # a turn the user continued before Oviya answered
-        self._overlap = False  # a user turn began while Oviya was talking: barge-in or backchannel?
-        self._resume_timer: asyncio.TimerHandle | None = None
         self._spec_end_s: float | None = None  # stream time of the pause the running "spec_stt" task transcribes
         self.turn_gate: Callable[[], tuple[str, str] | None] | None = None
         self._admitted_turn = 0
@@ -228,28 +227,20 @@ class TurnEngine:
 
     def _on_chunk(self, now_s: float, events: list) -> None:
         now = self.clock.now()
-        bi = self.settings.barge_in
 
         def clock_at(t_s: float) -> float:  # input arrives in real time: stream time maps by the current offset
             return now - (now_s - t_s)
 
         for ev in events:
             if isinstance(ev, SpeechCandidate):
-                self._cancel_resume()
-                if self._reply is not None and not self._speaking():
-                    self.player.pause()  # the user may be going on: do not start talking over them
-                elif self._speaking() and bi.enabled and bi.pause_on_onset and not self.player.paused:
-                    self._pause_reply(clock_at(ev.time_s))
+                self.talk.onset(clock_at(ev.time_s))
             elif isinstance(ev, CandidateDropped):
-                if self._reply is not None and self.player.paused and not self.listener.in_turn \
-                        and not self.tasks.running("judge"):
-                    # resume only after a quiet moment: a real onset often flickers above and below the threshold
-                    self._resume_timer = asyncio.get_running_loop().call_later(bi.resume_after_ms / 1000, self._resume_reply)
+                self.talk.onset_dropped()
             elif isinstance(ev, TurnStarted):
                 self._on_turn_started()
             elif isinstance(ev, Paused):
-                if self._overlap:
-                    self._end_overlap(ev, clock_at(ev.end_s), now)
+                if self.talk.open:
+                    self.talk.paused(ev.audio, self._turn_id, clock_at(ev.end_s), now)
                 elif self.settings.stt.speculative_after_ms is not None and self.stt.budget_left() > 1:
                     self._spec_end_s = ev.end_s
                     self.stt.start(ev.audio, "spec_stt")
@@ -258,8 +249,7 @@ class TurnEngine:
                 self.tasks.cancel("spec_stt")  # its pause was not the end: a newer one will be transcribed
             elif isinstance(ev, EndOfTurn):
                 self._on_end_of_turn(ev, clock_at(ev.end_s), now)
-        if self._overlap and self.listener.in_turn and self.listener.voiced_s >= bi.min_ms / 1000:
-            self._barge_in(now)  # long speech over Oviya: a real interruption whatever it says
+        self.talk.voiced(now)
         self._maybe_backchannel(now_s)
         self._maybe_partial()
 
@@ -296,7 +286,7 @@ class TurnEngine:
             self._interrupt()
             self._set_state("user_speaking")
         elif self.settings.barge_in.enabled:
-            self._overlap = True
+            self.talk.begin()
             self._new_turn(announce=False)  # Oviya may go on (a backchannel): the status waits for the verdict
 
     def _new_turn(self, announce: bool = True) -> None:
@@ -323,81 +313,10 @@ class TurnEngine:
             self._emit(ErrorEvent("max_utterance", f"your turn was ended after {limit:.0f} s of speech; "
                                                    "Oviya answers what she heard"))
         reply = Reply(rec, audio=audio, stt=stt)
-        if self._take_overlap():
-            self.tasks.start("judge", self._judge_overlap(reply))
+        if self.talk.take():
+            self.talk.judge(reply)
         else:
             self._start_reply(reply)
-
-    def _take_overlap(self) -> bool:
-        """Close the open talk-over (handed to the judge, or settled by a barge-in or the reply's end); returns
-        whether one was open. The one place ``_overlap`` is cleared."""
-        was, self._overlap = self._overlap, False
-        return was
-
-    def _end_overlap(self, ev: Paused, speech_end: float, now: float) -> None:
-        """Short speech over Oviya paused: judge it now rather than waiting for the end-of-turn policy, so a
-        backchannel holds her up only for one pause and one short transcription. While echo is being cancelled,
-        a short overlap is more likely residual echo than speech: below ``barge_in.echo_min_ms`` of voice she
-        resumes without asking STT."""
-        voiced = self.listener.voiced_s
-        self.listener.discard()
-        self._take_overlap()
-        if self.overlap_judge.residual_echo(voiced, self.echo is not None and self.echo.echo_present):
-            self._resume_reply()
-            return
-        rec = TurnRecord(self._turn_id, "voice", speech_end=speech_end, eot=now, end_reason="overlap")
-        self.tasks.start("judge", self._judge_overlap(Reply(rec, audio=ev.audio)))
-
-    async def _judge_overlap(self, reply: Reply) -> None:
-        """A short utterance over Oviya's speech ended: a backchannel lets her go on, anything else interrupts. If
-        it cannot be transcribed she goes on too: a paused reply nobody resumes would hold the call silent."""
-        try:
-            result = await self.stt.transcript_of(reply)
-        except Exception as e:  # noqa: BLE001 - any STT failure: what was said is unknown
-            log.warning("STT failed on talk-over (%s); the reply goes on", e)
-            self._resume_reply()
-            return
-        reply_text = " ".join(self._reply.clauses) if self._reply is not None else ""
-        verdict = self.overlap_judge.judge(result.text, reply_text)
-        if verdict == "barge_in":
-            self._barge_in(self.clock.now())
-            self._start_reply(reply)
-            return
-        if self._reply is not None and verdict != "noise":  # a backchannel or her echo: noted, she goes on
-            self._reply.record.backchannels.append(result.text)
-        self._resume_reply()
-
-    def _pause_reply(self, onset: float) -> None:
-        """Silence Oviya at a possible user onset (within one VAD chunk); the audio stays queued."""
-        rec = self._reply.record
-        if self._reply.state == "speaking":  # (after a barge-in's flush it stays paused until the reply ends)
-            self._reply.to("paused")
-        self.player.pause()
-        if self.echo is not None:
-            self.echo.forget(self.clock.now())
-        self._emit(AudioFlush())
-        if rec.barge_in_onset is None:
-            rec.barge_in_onset, rec.barge_in_stop = onset, self.clock.now()
-
-    def _resume_reply(self) -> None:
-        self._cancel_resume()
-        if self._reply is not None and self.player.paused and not self.listener.in_turn:
-            self.player.resume()
-            if self._reply.state == "paused":
-                self._reply.to("speaking")
-
-    def _cancel_resume(self) -> None:
-        if self._resume_timer is not None:
-            self._resume_timer.cancel()
-            self._resume_timer = None
-
-    def _barge_in(self, now: float) -> None:
-        """The user interrupts: stop Oviya for good; the user's turn goes on."""
-        if self._reply is not None and self._reply.record.barge_in_stop is None:
-            self._reply.record.barge_in_stop = now
-        self._take_overlap()
-        self._interrupt()
-        self._set_state("user_speaking")
 
     def _interrupt(self) -> None:
         """Silence Oviya now and cancel the reply's STT/LLM/TTS work."""
@@ -413,7 +332,7 @@ class TurnEngine:
     def _maybe_partial(self) -> None:
         """The user's words so far as a partial transcript line (:meth:`Transcriptions.maybe_partial`)."""
         lst = self.listener
-        if not lst.in_turn or self._overlap or not lst.speaking:
+        if not lst.in_turn or self.talk.open or not lst.speaking:
             return
         turn_id, carry = self._turn_id, self._carry
 
@@ -487,5 +406,5 @@ class TurnEngine:
         self._emit(TurnDone(rec))
         if self._reply is reply:
             self._reply = None
-            self._take_overlap()
+            self.talk.take()
             self._set_state("user_speaking" if self.listener.in_turn else "listening")
