@@ -9,3 +9,15 @@ def percentile(values: list[float], q: float) -> float | None:
     """The q-th percentile (linear interpolation) rounded to 0.1, or None for no values."""
     vals = [v for v in values if v is not None]
     return round(float(np.percentile(vals, q)), 1) if vals else None
+
+
+TIMING_STAGES = ("eot_delay_ms", "stt_ms", "llm_ttft_ms", "first_clause_ms", "tts_ttfb_ms", "v2v_ms")
+
+
+def timing_table(records: list) -> list[list]:
+    """Rows ``[stage, n, p50, p95]`` (ms) over the turns of ``records`` (``TurnRecord``s) that have each stage."""
+    rows = []
+    for stage in TIMING_STAGES:
+        values = [v for r in records if (v := r.timings()[stage]) is not None]
+        rows.append([stage, len(values), percentile(values, 50), percentile(values, 95)])
+    return rows

@@ -172,6 +172,21 @@ class TurnRecord:
             "barge_in_stop_ms": self.barge_in_stop_ms, "av_drift_ms": self.av_drift_ms,
         }
 
+    def segments(self) -> list[tuple[str, float, float]]:
+        """The turn's stages as ``(name, start_ms, end_ms)`` from the end of the user's speech (t = 0), in pipeline
+        order, for those whose two ends were stamped: ``end_of_turn`` (speech end → decision), ``stt``, ``llm_ttft``
+        (request → first token), ``first_clause`` (first token → first clause handed to TTS), ``tts_ttfb`` (that
+        clause → its first audio) and ``playout`` (first TTS audio → first frame out). Stages may overlap (STT starts
+        speculatively before the decision)."""
+        pairs = (("end_of_turn", self.speech_end, self.eot), ("stt", self.stt_start, self.stt_end),
+                 ("llm_ttft", self.llm_start, self.llm_first_token),
+                 ("first_clause", self.llm_first_token, self.first_clause),
+                 ("tts_ttfb", self.first_clause, self.tts_first_audio),
+                 ("playout", self.tts_first_audio, self.first_audio_out))
+        t0 = self.speech_end
+        return [(name, _ms(t0, a), _ms(t0, b)) for name, a, b in pairs if t0 is not None and a is not None
+                and b is not None]
+
     def as_dict(self) -> dict:
         """Everything, JSON-ready: identifiers, texts, raw clock times and the derived timings."""
         return {**asdict(self), **self.timings()}

@@ -24,6 +24,14 @@ def chromium_args(mic_wav: Path) -> list[str]:
             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+async def latency_views(page) -> tuple[int, str]:
+    """The waterfall image's natural width (0 when none is shown) and the stage table's text."""
+    block = page.locator("div.block", has_text="Latency waterfall of the call's turns")
+    width = await block.locator("img").evaluate_all("els => Math.max(0, ...els.map(i => i.naturalWidth))")
+    table = await page.locator("div.block", has_text="The call's stages").first.inner_text()
+    return width, table
+
+
 async def inbound_audio_bytes(page) -> int:
     """Bytes of reply audio the page's peer connection has received (WebRTC getStats, inbound-rtp audio)."""
     return await page.evaluate("""async () => {
@@ -65,20 +73,27 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
             while time.monotonic() < deadline + 30 and "v2v_ms" not in await page.inner_text("body"):
                 await asyncio.sleep(1)  # the reply plays out; its turn record then fills the timings panel
             timings_shown = "v2v_ms" in await page.inner_text("body")
+            for _ in range(20):  # the waterfall is drawn in a worker thread after the turn's record arrives
+                waterfall_width, stage_table = await latency_views(page)
+                if waterfall_width:
+                    break
+                await asyncio.sleep(0.5)
             received = await inbound_audio_bytes(page)
             # the avatar beside the transcript: the call's MJPEG stream, decoded by the browser
             avatar_width = await page.evaluate("""() => {
                 const img = document.querySelector('img[src^="/avatar/"]'); return img ? img.naturalWidth : null; }""")
             await page.screenshot(path=str(ARTIFACTS / "browser_call.png"), full_page=True)
             await browser.close()
-            return user, bot, received, timings_shown, avatar_width
+            return user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table
 
-    user, bot, received, timings_shown, avatar_width = asyncio.run(run())
+    user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table = asyncio.run(run())
     assert any("platforms" in u.lower() for u in user), user  # the user's words in the transcript
     assert bot and len(bot[0].split()) >= 2, bot  # Oviya's reply text
     assert received > 10_000  # reply audio arrived over WebRTC (Opus at ~32 kbit/s: > 2 s of audio)
     assert timings_shown  # the turn's timing record reached the page
     assert avatar_width == settings.avatar.width  # the avatar's frames are showing
+    assert waterfall_width >= 700  # the call's latency waterfall (screenshot: runs/test_artifacts/browser_call.png)
+    assert "v2v_ms" in stage_table and "eot_delay_ms" in stage_table  # and its stage table
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it with apt)")
@@ -101,16 +116,22 @@ def test_a_typed_message_without_a_call_is_answered_in_the_transcript_and_the_au
                 user = await page.locator('[data-testid="user"]').all_inner_texts()
                 bot = [t for t in await page.locator('[data-testid="bot"]').all_inner_texts() if t.strip()]
             timings_shown = "v2v_ms" in await page.inner_text("body")
+            for _ in range(20):  # the image loads after the update that carries it
+                waterfall_width, stage_table = await latency_views(page)
+                if waterfall_width:
+                    break
+                await asyncio.sleep(0.5)
             # the player's <audio> sits in wavesurfer's shadow DOM: Playwright's locators pierce it
             sources = await page.locator("audio").evaluate_all("els => els.map(a => a.currentSrc || a.src || '')")
             has_audio = any(sources)
             await page.screenshot(path=str(ARTIFACTS / "browser_typed.png"), full_page=True)
             await browser.close()
-            return user, bot, timings_shown, has_audio
+            return user, bot, timings_shown, has_audio, waterfall_width, stage_table
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    user, bot, timings_shown, has_audio = asyncio.run(run())
+    user, bot, timings_shown, has_audio, waterfall_width, stage_table = asyncio.run(run())
     assert user == ["What is your favourite season?"], user  # the typed line, once (no partial left behind)
     assert len(bot) == 1 and len(bot[0].split()) >= 2, bot  # one reply line
     assert timings_shown  # the turn's record fills the timings panel
     assert has_audio  # the spoken answer is in the page's audio player
+    assert waterfall_width >= 700 and "llm_ttft_ms" in stage_table  # the typed turn's latency views

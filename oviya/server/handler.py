@@ -208,9 +208,9 @@ class OviyaHandler(AsyncStreamHandler):
         return self._ui_update() if isinstance(event, (TranscriptEvent, TurnDone)) else None
 
     def _ui_update(self) -> AdditionalOutputs:
-        """Transcript, timings and (once, None after) the avatar view for the Gradio page."""
+        """Transcript, last timings, (once, None after) the avatar view and the call's turn records for the page."""
         view, self._avatar_view = self._avatar_view, None
-        return AdditionalOutputs(list(self.chat.messages), dict(self.chat.timings), view)
+        return AdditionalOutputs(list(self.chat.messages), dict(self.chat.timings), view, list(self.chat.records))
 
     def _close_video_turn(self, event: TurnDone) -> None:
         """The reply's frame count and A/V drift into its record; a lip-sync failure into its errors."""

@@ -1,5 +1,7 @@
 """The Gradio page: a FastRTC WebRTC call (mic in, voice out), the live transcript, a text box, the talking avatar
-(the call's MJPEG stream), last-turn timings.
+(the call's MJPEG stream), last-turn timings, and the call's latency: a waterfall of each turn's stages on one time
+axis from the end of the user's speech (:meth:`oviya.events.TurnRecord.segments`) and a table of each stage's p50 and
+p95 over the call's turns.
 
 Typed turns go into the live call when one is open (the answer is spoken through it). Without a call they run on a
 per-browser-tab engine and the spoken answer appears in an audio player on the page.
@@ -11,22 +13,29 @@ the call is remembered under that token, so a name alone never opens anyone's no
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
+from eval.plots import render
+from eval.plots import waterfall as waterfall_of
+from eval.stats import timing_table
 from oviya.brain.persona import list_personas, load_persona
 from oviya.clock import FastForwardClock
 from oviya.components import Components
 from oviya.config import Settings
 from oviya.engine import TurnEngine
-from oviya.events import AudioOut, ErrorEvent, TurnDone
+from oviya.events import AudioOut, ErrorEvent, TurnDone, TurnRecord
 from oviya.observer import notify
 from oviya.server.call_component import CallComponent, PageCalls
 from oviya.server.chatlog import ChatLog
 from oviya.server.handler import OviyaHandler
 from oviya.server.state import ServerState
+
+WATERFALL_TURNS = 12  # the waterfall shows the call's latest turns (the stage table covers all of them)
 
 # The browser's echo cancellation stays on for live use; tests switch it off through the same constraints.
 TRACK_CONSTRAINTS = {"echoCancellation": True, "noiseSuppression": True, "autoGainControl": True}
@@ -49,6 +58,13 @@ class TypedTurn(ChatLog):
     def on_turn_done(self, ev: TurnDone) -> None:
         super().on_turn_done(ev)
         self.done = True
+
+
+async def latency_views(records: list[TurnRecord]) -> tuple[np.ndarray, list[list]]:
+    """The waterfall (RGB image, drawn in a worker thread: the event loop carries every call's audio) and the stage
+    table of a conversation's turn records."""
+    draw = partial(waterfall_of, records=records[-WATERFALL_TURNS:])
+    return await asyncio.to_thread(render, draw), timing_table(records)  # the component's label is the title
 
 
 def build_ui(handler: OviyaHandler, state: ServerState, components: Components, settings: Settings,
@@ -80,6 +96,10 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
             with gr.Column(scale=1):
                 avatar = gr.HTML(label="Avatar", visible=settings.avatar.enabled)
                 timings = gr.JSON(label="Last turn: timings (ms), emotion, route", open=True)
+                waterfall = gr.Image(label="Latency waterfall of the call's turns", type="numpy", format="png",
+                                     interactive=False, show_download_button=True)
+                stages = gr.Dataframe(headers=["stage", "turns", "p50 ms", "p95 ms"], label="The call's stages",
+                                      interactive=False)
                 audio = gr.Audio(label="Spoken answer (typed turns outside a call)", autoplay=True, interactive=False)
         engine_state = gr.State(None)  # the call-less conversation of this browser tab
 
@@ -94,12 +114,19 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
                     concurrency_limit=settings.limits.max_sessions)
 
         async def page_outputs(value: Any, request: gr.Request):
-            # The avatar box gets its <img> (the call's MJPEG stream) once, at the start of a call.
-            async for update in call.page_outputs(request, lambda c, t, v: (c, t, gr.skip() if v is None else v)):
-                yield update
+            # The avatar box gets its <img> (the call's MJPEG stream) once, at the start of a call. The waterfall is
+            # drawn once per finished turn, in a worker thread: the event loop carries every call's audio.
+            shown = 0
+            async for chat_, timings_, view, records in call.page_outputs(request, lambda *outputs: outputs):
+                view = gr.skip() if view is None else view
+                if len(records) == shown:
+                    yield chat_, timings_, view, gr.skip(), gr.skip()
+                    continue
+                shown = len(records)
+                yield chat_, timings_, view, *await latency_views(records)
 
-        call.state_change(page_outputs, inputs=[call], outputs=[chat, timings, avatar], trigger_mode="once",
-                          show_progress="minimal", concurrency_limit=settings.limits.max_sessions)
+        call.state_change(page_outputs, inputs=[call], outputs=[chat, timings, avatar, waterfall, stages],
+                          trigger_mode="once", show_progress="minimal", concurrency_limit=settings.limits.max_sessions)
 
         pending = gr.State(None)  # a typed message for the call-less path
 
@@ -117,7 +144,7 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
         async def speak_offline(message: str | None, history: list, engine: TurnEngine | None,
                                 persona_name: str):
             if message is None:
-                return gr.skip(), gr.skip(), gr.skip(), engine
+                return gr.skip(), gr.skip(), gr.skip(), engine, gr.skip(), gr.skip()
             # Rendered, not played: a fast-forward clock skips real-time pacing, so the clip is ready as soon as it
             # is synthesised (the timings of STT/LLM/TTS stay real).
             engine = engine or TurnEngine(components, settings, clock=FastForwardClock())
@@ -127,15 +154,15 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
                 engine.push_text(message)
             except ValueError as e:
                 gr.Warning(str(e))
-                return gr.skip(), gr.skip(), gr.skip(), engine
+                return gr.skip(), gr.skip(), gr.skip(), engine, gr.skip(), gr.skip()
             turn = TypedTurn(history)
             while not turn.done and (event := await engine.next_event(timeout=60)) is not None:
                 notify(event, turn)
             await engine.aclose()  # stops its playout task; the next typed turn restarts it
             audio = (engine.out_rate, np.concatenate(turn.pieces)) if turn.pieces else None
-            return turn.messages, turn.timings, audio, engine
+            return turn.messages, turn.timings, audio, engine, *await latency_views(engine.records)
 
         text.submit(send_text, inputs=[text], outputs=[text, pending]).then(
             speak_offline, inputs=[pending, chat, engine_state, persona_choice],
-            outputs=[chat, timings, audio, engine_state])
+            outputs=[chat, timings, audio, engine_state, waterfall, stages])
     return demo, call
