@@ -24,6 +24,7 @@ class Context:
         settings: Oviya settings of the chosen profile.
         quick: run a small subset (CI smoke run).
         url: an already running Oviya server to use instead of starting one.
+        ab: the other configuration of an A/B run (``--ab``), None for a plain run; ``ab_spec`` as given.
     """
 
     data: Path
@@ -33,6 +34,8 @@ class Context:
     quick: bool = False
     url: str | None = None
     progress: TextIO = field(default=sys.stderr)
+    ab: Settings | None = None
+    ab_spec: str | None = None
     _components: Components | None = field(default=None, repr=False)
 
     def components(self) -> Components:

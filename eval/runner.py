@@ -14,9 +14,11 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 from eval.context import Context
 from eval.data import load_manifest
-from oviya.config import PROJECT_ROOT, load_settings
+from oviya.config import CONFIG_DIR, PROJECT_ROOT, Settings, load_settings
 
 # `all` runs these, in this order (webrtc and load last: they start their own server processes).
 TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "dialogue", "avatar",
@@ -73,13 +75,42 @@ def _report(summary: dict, out: Path) -> str:
 
 
 def make_context(data: Path | None = None, out: Path | None = None, profile: str | None = None, quick: bool = False,
-                 url: str | None = None) -> Context:
-    """A run's context: ``data`` defaults to ``eval.data_dir``, ``out`` to ``runs/latest`` (created)."""
+                 url: str | None = None, ab: str | None = None) -> Context:
+    """A run's context: ``data`` defaults to ``eval.data_dir``, ``out`` to ``runs/latest`` (created); ``ab``: the
+    B side of an A/B run (:func:`ab_settings`).
+
+    Raises:
+        FileNotFoundError: an unknown profile. ValueError, pydantic.ValidationError: a bad ``ab`` override.
+    """
     settings = load_settings(profile)
     data = Path(data or settings.eval.data_dir).resolve()
     out = Path(out or PROJECT_ROOT / "runs" / "latest")
     out.mkdir(parents=True, exist_ok=True)
-    return Context(data=data, out=out, clips=load_manifest(data), settings=settings, quick=quick, url=url)
+    return Context(data=data, out=out, clips=load_manifest(data), settings=settings, quick=quick, url=url,
+                   ab=ab_settings(ab, settings.profile) if ab else None, ab_spec=ab)
+
+
+def ab_settings(spec: str, profile: str) -> Settings:
+    """The B side of an A/B run: a profile name (``config/profiles/<spec>.yaml``), or ``key=value`` overrides of
+    ``profile`` joined by commas, keys dotted by section, values read as YAML scalars (e.g.
+    ``turn.mode=vad_only,stt.speculative_after_ms=null``).
+
+    Raises:
+        ValueError: neither a profile nor ``key=value`` pairs. pydantic.ValidationError: an unknown key or a bad value.
+    """
+    if (CONFIG_DIR / "profiles" / f"{spec}.yaml").is_file():
+        return load_settings(spec)
+    overrides: dict = {}
+    for pair in spec.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--ab {spec!r}: not a profile, and {pair!r} is not key=value")
+        *sections, leaf = key.strip().split(".")
+        node = overrides
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = yaml.safe_load(value)
+    return load_settings(profile, **overrides)
 
 
 def run_tasks(ctx: Context, tasks: list[str]) -> dict:
@@ -89,10 +120,12 @@ def run_tasks(ctx: Context, tasks: list[str]) -> dict:
     thread while the caller waits.
 
     Raises:
-        ValueError: an unknown task name.
+        ValueError: an unknown task name, or an A/B run of another task than ``latency``.
     """
     if unknown := [t for t in tasks if t not in TASKS]:
         raise ValueError(f"unknown eval task(s) {unknown}; known: {TASKS}")
+    if ctx.ab is not None and tasks != ["latency"]:
+        raise ValueError("an A/B run (--ab) is for the latency task alone")
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -10,9 +10,10 @@ import sys
 
 import nbformat
 import pytest
+from pydantic import ValidationError
 
-from eval.runner import CONTRACT, TASKS, make_context, run_tasks
-from oviya.config import PROJECT_ROOT
+from eval.runner import CONTRACT, TASKS, ab_settings, make_context, run_tasks
+from oviya.config import PROJECT_ROOT, load_settings
 
 
 @pytest.mark.timeout(1800)  # ~4 min here: every task on a small subset, the webrtc task with its own server
@@ -32,10 +33,43 @@ def test_all_quick_on_a_copy_of_the_data_reports_every_contract_key(settings, tm
     assert summary["safety"]["in_sample"] and summary["safety"]["cv"]["recall"] >= 0.75  # cross-validated
     assert summary["stt"]["wer"] < 0.5
     report = (out / "report.md").read_text()
-    assert "## latency" in report and "latency_cdf.png" in report
-    for plot in ("vad_roc.png", "vad_threshold_sweep.png", "latency_cdf.png", "stt_wer_per_clip.png",
+    assert "## latency" in report and "latency_cdf.png" in report and "latency_waterfall.png" in report
+    assert summary["latency"]["v2v_ms_p95"] is not None and summary["latency"]["llm_ttft_ms_p95"] is not None
+    for plot in ("vad_roc.png", "vad_threshold_sweep.png", "latency_cdf.png", "latency_waterfall.png",
+                 "stt_wer_per_clip.png",
                  "emotion_confusion.png", "tts_style.png"):
         assert (out / plot).stat().st_size > 1000, plot
+
+
+@pytest.mark.timeout(600)
+def test_a_latency_ab_run_interleaves_both_configurations_and_reports_paired_ratios(settings, tmp_path):
+    out = tmp_path / "ab"
+    run = subprocess.run([sys.executable, "-m", "eval", "latency", "--quick", "--out", str(out),
+                          "--ab", "stt.speculative_after_ms=null"],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=540, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())["latency"]
+    rows = [json.loads(line) for line in (out / "latency.jsonl").read_text().splitlines()]
+    assert [r["config"] for r in rows[:4]] == ["A", "B", "B", "A"]  # the order alternates clip by clip
+    assert [r["file"] for r in rows[::2]] == [r["file"] for r in rows[1::2]]  # both sides hear the same clips
+    assert summary["pairs"] == len(rows) // 2 and summary["paired_ratio"]["v2v_ms"] > 0
+    assert summary["A"]["stt_reused_rate"] > 0 and summary["B"]["stt_reused_rate"] == 0  # B had no speculative STT
+    assert summary["B"]["overrides"] == "stt.speculative_after_ms=null"
+
+
+def test_ab_overrides_are_validated_like_the_yaml(tmp_path):
+    b = ab_settings("turn.mode=vad_only,turn.silence_ms=900,stt.speculative_after_ms=null", "cpu-tiny")
+    assert (b.turn.mode, b.turn.silence_ms, b.stt.speculative_after_ms) == ("vad_only", 900, None)
+    assert ab_settings("cpu", "cpu-tiny").llm.llama_cpp.model != load_settings("cpu-tiny").llm.llama_cpp.model  # a profile
+    with pytest.raises(ValueError, match="not key=value"):
+        ab_settings("nonsense", "cpu-tiny")
+    with pytest.raises(ValidationError):
+        ab_settings("turn.silence_ms=-5", "cpu-tiny")
+    with pytest.raises(ValidationError):
+        ab_settings("turn.no_such_key=1", "cpu-tiny")
+    run = subprocess.run([sys.executable, "-m", "eval", "vad", "--out", str(tmp_path), "--ab", "cpu"],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode != 0 and "for the latency task alone" in run.stderr
 
 
 def test_audio_tasks_without_data_are_skipped_with_nulls(tmp_path):

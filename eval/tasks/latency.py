@@ -5,7 +5,14 @@ real models, followed by silence. t = 0 is the true end of speech in the clip (:
 onto the engine's clock by the time its frame was pushed. ``v2v_ms`` = first reply frame out − t0. Replies are
 rendered on a fast-forward clock once they start (playout costs no wall time; compute stages keep real time), so
 the run takes about the clips' length plus a second each. Engine-internal stage timings come from the per-turn
-record (``eot_delay_ms`` there is measured from the VAD's end of speech; ``true_eot_delay_ms`` from t0).
+record (``eot_delay_ms`` there is measured from the VAD's end of speech; ``true_eot_delay_ms`` from t0); each
+stage's p50 and p95 go into the summary, and ``latency_waterfall.png`` shows every turn's stages on one axis from
+the VAD's end of speech (:func:`eval.plots.waterfall`).
+
+A/B (``--ab PROFILE`` or ``--ab key=value,...``): the run's configuration (A) and the other one (B), each with its
+own models, play every clip in turn, the order alternating (A, B, B, A, …) so the machine's drifts fall on both;
+the summary gives each side's figures and, per stage, the median over clips of B / A (``paired_ratio``). On these
+shared machines only such a paired figure supports a before/after claim.
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ import numpy as np
 from tqdm import tqdm
 
 from eval.context import Context
-from eval.data import speech_span
-from eval.plots import cdf, figure
+from eval.data import Clip, speech_span
+from eval.plots import cdf, figure, waterfall
 from eval.stats import percentile
 from eval.tasks.turn import CUTOFF_TOLERANCE_S
 from oviya.clock import FastForwardClock
+from oviya.components import Components, load_components
+from oviya.config import Settings
 from oviya.engine import TurnEngine
 from oviya.events import TurnDone, TurnRecord
 from oviya.observer import EngineObserver
@@ -43,7 +52,8 @@ class FirstAnswer(EngineObserver):
             self.record = self.record or ev.record
 
 
-async def one_turn(ctx: Context, audio: np.ndarray, end_s: float) -> tuple[TurnRecord | None, float]:
+async def one_turn(settings: Settings, components: Components, audio: np.ndarray,
+                   end_s: float) -> tuple[TurnRecord | None, float]:
     """Play ``audio`` then silence into a fresh engine; (record of the first answered turn, clock time of t0)."""
     clock = FastForwardClock()
     clip = clip_then_silence(audio, REPLY_TIMEOUT_S)
@@ -54,31 +64,54 @@ async def one_turn(ctx: Context, audio: np.ndarray, end_s: float) -> tuple[TurnR
             answer.t_end = clock.now() - ((k + 1) * FRAME_S - end_s)
         return clip(k)
 
-    async with TurnEngine(ctx.components(), ctx.settings, clock=clock) as engine:
+    async with TurnEngine(components, settings, clock=clock) as engine:
         await play(engine, frame, answer, until=lambda: answer.record is not None)
     return answer.record, answer.t_end
 
 
-def run(ctx: Context) -> dict:
+def measure(ctx: Context, clip: Clip, settings: Settings, components: Components) -> tuple[dict, TurnRecord | None]:
+    """One clip through one configuration: its row (ms) and the answered turn's record (None: no answer)."""
+    audio = clip.audio()
+    rec, t0 = asyncio.run(one_turn(settings, components, audio, speech_span(audio)[1]))
+    row = {"file": str(clip.path.relative_to(ctx.data)), "v2v_ms": None}
+    if rec is not None:
+        row.update({
+            "v2v_ms": round((rec.first_audio_out - t0) * 1000, 1),
+            "true_eot_delay_ms": round((rec.eot - t0) * 1000, 1),
+            **{k: v for k, v in rec.timings().items() if k in STAGES},
+            "end_reason": rec.end_reason, "stt_reused": rec.stt_reused,
+            "user_text": rec.user_text, "reply_text": rec.reply_text,
+        })
+    return row, rec
+
+
+def figures(rows: list[dict]) -> dict:
+    """p50 / p95 of v2v and of every stage over the answered rows, and the speculative-STT reuse rate."""
+    answered = [r for r in rows if r["v2v_ms"] is not None]
+    out = {"n": len(rows), "answered": len(answered)}
+    for key in ("v2v_ms", "true_eot_delay_ms", *STAGES):
+        for q in (50, 95):
+            out[f"{key.removesuffix('_ms')}_ms_p{q}"] = percentile([r[key] for r in answered], q)
+    out["stt_reused_rate"] = round(sum(r["stt_reused"] for r in answered) / len(answered), 3) if answered else None
+    return out
+
+
+def _clips(ctx: Context) -> list[Clip]:
     clips = [c for c in ctx.clips if c.category == "stt" and c.row.get("duration_s", 0) <= 15.0]
-    clips = clips[: ctx.limit(default=len(clips), quick=4)]
+    return clips[: ctx.limit(default=len(clips), quick=4)]
+
+
+def run(ctx: Context) -> dict:
+    clips = _clips(ctx)
     if not clips:
         return {"skipped": "no stt clips", "n": 0, "v2v_ms_p50": None, "v2v_ms_p95": None}
-    rows = []
+    if ctx.ab is not None:
+        return run_ab(ctx, clips)
+    rows, records = [], []
     for clip in tqdm(clips, desc="latency", file=ctx.progress):
-        audio = clip.audio()
-        end_s = speech_span(audio)[1]
-        rec, t0 = asyncio.run(one_turn(ctx, audio, end_s))
-        row = {"file": str(clip.path.relative_to(ctx.data)), "v2v_ms": None}
-        if rec is not None:
-            row.update({
-                "v2v_ms": round((rec.first_audio_out - t0) * 1000, 1),
-                "true_eot_delay_ms": round((rec.eot - t0) * 1000, 1),
-                **{k: v for k, v in rec.timings().items() if k in STAGES},
-                "end_reason": rec.end_reason, "stt_reused": rec.stt_reused,
-                "user_text": rec.user_text, "reply_text": rec.reply_text,
-            })
+        row, rec = measure(ctx, clip, ctx.settings, ctx.components())
         rows.append(row)
+        records += [(rec, clip.path.stem)] if rec is not None else []
     ctx.write_rows("latency", rows)
     answered = [r for r in rows if r["v2v_ms"] is not None]
     with figure(ctx.out / "latency_cdf.png", "Voice-to-voice latency and its stages (CDF)") as ax:
@@ -87,13 +120,30 @@ def run(ctx: Context) -> dict:
         ax.set_xlabel("ms")
         ax.set_ylabel("share of turns")
         ax.legend(fontsize=8)
-    summary = {
-        "n": len(rows), "answered": len(answered),
-        "v2v_ms_p50": percentile([r["v2v_ms"] for r in answered], 50),
-        "v2v_ms_p95": percentile([r["v2v_ms"] for r in answered], 95),
-        "true_eot_delay_ms_p50": percentile([r["true_eot_delay_ms"] for r in answered], 50),
-    }
-    for k in STAGES:
-        summary[f"{k.removesuffix('_ms')}_ms_p50"] = percentile([r[k] for r in answered], 50)
-    summary["stt_reused_rate"] = round(sum(r["stt_reused"] for r in answered) / len(answered), 3) if answered else None
-    return summary
+    with figure(ctx.out / "latency_waterfall.png", "Each turn's stages (ms from the VAD's end of speech)",
+                size_in=(8, 1.5 + 0.3 * len(records))) as ax:
+        waterfall(ax, [rec for rec, _ in records], [name for _, name in records])
+    return figures(rows)
+
+
+def run_ab(ctx: Context, clips: list[Clip]) -> dict:
+    """A (the run's settings) and B (``ctx.ab``) on every clip, interleaved; each side's figures and the paired
+    median ratios B / A."""
+    sides = {"A": (ctx.settings, ctx.components()), "B": (ctx.ab, load_components(ctx.ab))}
+    rows: list[dict] = []
+    for i, clip in enumerate(tqdm(clips, desc="latency A/B", file=ctx.progress)):
+        for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
+            row, _ = measure(ctx, clip, *sides[side])
+            rows.append({"config": side, **row})
+    ctx.write_rows("latency", rows)
+    a = {r["file"]: r for r in rows if r["config"] == "A"}
+    b = {r["file"]: r for r in rows if r["config"] == "B"}
+    ratios = {}
+    for key in ("v2v_ms", "true_eot_delay_ms", *STAGES):
+        pairs = [b[f][key] / a[f][key] for f in a if a[f].get(key) and b[f].get(key)]
+        ratios[key] = round(float(np.median(pairs)), 3) if pairs else None
+    side_a = figures([r for r in rows if r["config"] == "A"])
+    return {**{k: side_a[k] for k in ("v2v_ms_p50", "v2v_ms_p95", "stt_ms_p50", "llm_ttft_ms_p50", "tts_ttfb_ms_p50")},
+            "A": {"profile": ctx.settings.profile, **side_a},
+            "B": {"profile": ctx.ab.profile, "overrides": ctx.ab_spec, **figures([r for r in rows if r["config"] == "B"])},
+            "paired_ratio": ratios, "pairs": len(a)}
