@@ -114,7 +114,6 @@ class TurnEngine:
         self._turn_id = 0
         self._reply: Reply | None = None
         self._carry: Reply | None = None  # a turn the user continued before Oviya answered
-        self._spec_end_s: float | None = None  # stream time of the pause the running "spec_stt" task transcribes
         self.turn_gate: Callable[[], tuple[str, str] | None] | None = None
         self._admitted_turn = 0
 
@@ -242,11 +241,9 @@ class TurnEngine:
                 if self.talk.open:
                     self.talk.paused(ev.audio, self._turn_id, clock_at(ev.end_s), now)
                 elif self.settings.stt.speculative_after_ms is not None and self.stt.budget_left() > 1:
-                    self._spec_end_s = ev.end_s
-                    self.stt.start(ev.audio, "spec_stt")
+                    self.stt.speculate(ev.audio, ev.end_s)
             elif isinstance(ev, Resumed):
-                self._spec_end_s = None
-                self.tasks.cancel("spec_stt")  # its pause was not the end: a newer one will be transcribed
+                self.stt.drop_speculation()  # a newer pause will be transcribed
             elif isinstance(ev, EndOfTurn):
                 self._on_end_of_turn(ev, clock_at(ev.end_s), now)
         self.talk.voiced(now)
@@ -296,9 +293,7 @@ class TurnEngine:
             self._set_state("user_speaking")
 
     def _on_end_of_turn(self, ev: EndOfTurn, speech_end: float, now: float) -> None:
-        stt = self.tasks.adopt("spec_stt") if self._spec_end_s == ev.end_s else None  # reused: the reply owns it
-        self.tasks.cancel("spec_stt")
-        self._spec_end_s = None
+        stt = self.stt.take_speculation(ev.end_s)
         turn_id = self._turn_id
         audio = ev.audio
         if self._carry is not None:  # one turn, one id: the merged utterance replaces the continued one

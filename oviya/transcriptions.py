@@ -44,10 +44,29 @@ class Transcriptions:
         self.runs = 0
         self.busy = 0
         self._partial_at = 0.0  # voiced seconds of the open turn at its last partial transcript
+        self._spec_end_s: float | None = None  # stream time of the pause the running "spec_stt" task transcribes
 
     def new_turn(self) -> None:
         self.runs = 0
         self._partial_at = 0.0
+
+    def speculate(self, audio: np.ndarray, end_s: float) -> None:
+        """Transcribe the turn so far (np.ndarray[float32], 16 kHz mono), paused at stream time ``end_s`` (s), as
+        the task ``spec_stt``, in case the turn ends at this pause (a newer pause's replaces it)."""
+        self._spec_end_s = end_s
+        self.start(audio, "spec_stt")
+
+    def drop_speculation(self) -> None:
+        """The user went on: the speculative transcription's pause was not the end."""
+        self._spec_end_s = None
+        self.tasks.cancel("spec_stt")
+
+    def take_speculation(self, end_s: float) -> asyncio.Task | None:
+        """At the end of the turn (its speech ended at stream time ``end_s``): the speculative transcription if it
+        covers exactly that speech (adopted: the reply owns it from now on), else None; any other is dropped."""
+        task = self.tasks.adopt("spec_stt") if self._spec_end_s == end_s else None
+        self.drop_speculation()
+        return task
 
     def maybe_partial(self, voiced_s: float, audio: Callable[[], np.ndarray], show: Callable[[str], None]) -> None:
         """Start a partial transcript of the open turn once per ``partial_interval_ms`` of its speech
