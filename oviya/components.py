@@ -113,6 +113,7 @@ def load_components(settings: Settings) -> Components:
     Raises:
         assets.AssetError: a model package is missing or corrupt (the message names the package to install).
         FileNotFoundError: a configured model path or persona does not exist.
+        ValueError: ``brain.reply_emotion`` is not a reply label.
     """
     t0 = time.monotonic()
     embedder = SentenceEmbedder()
@@ -127,6 +128,7 @@ def load_components(settings: Settings) -> Components:
         emotion=EmotionDetector(load_emotion_config(CONFIG_DIR / settings.brain.emotion), embedder),
         smart_turn=SmartTurnModel(settings.turn.smart_turn.onnx_threads) if settings.turn.mode == "smart_turn" else None,
     )
+    comps.emotion.check_reply_label(settings.brain.reply_emotion)
     comps.llm.warmup([{"role": "system", "content": comps.persona.system_message()}])  # = Brain.system_message()
     log.info("models loaded in %.1f s (profile %s)", time.monotonic() - t0, settings.profile)
     return comps

@@ -149,6 +149,7 @@ class BrainSettings(_Section):
     first_clause_min_words: int = Field(ge=1, description="the same for a reply's first clause")
     max_sentences: int = Field(ge=1, description="generation stops after this many spoken sentences")
     max_user_chars: int = Field(gt=0, description="longer user text is refused with an error")
+    reply_emotion: str | None = Field(description="every reply in this emotion (a reply label); null = automatic")
 
 
 class MemorySettings(_Section):

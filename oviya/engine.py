@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,7 @@ from oviya.speaker import Speaker
 from oviya.talkover import TalkOver
 from oviya.tasks import NamedTasks
 from oviya.transcriptions import Transcriptions
+from oviya.tuning import tuned, value_of
 from oviya.vad import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ class TurnEngine:
 
     def __init__(self, components: Components, settings: Settings, clock: Clock | None = None) -> None:
         self.c = components
+        self.base_settings = settings  # as the call started: live tuning applies its changes to these
         self.settings = settings
         self.clock = clock or RealClock()
         llm = settings.llm
@@ -116,6 +119,8 @@ class TurnEngine:
         self._carry: Reply | None = None  # a turn the user continued before Oviya answered
         self.turn_gate: Callable[[], tuple[str, str] | None] | None = None
         self._admitted_turn = 0
+        self.tuning: dict[str, Any] = {}  # the call's live changes in effect (oviya.tuning)
+        self._retune: tuple[dict[str, Any], Settings] | None = None  # changes (all) waiting for the next user turn
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -177,7 +182,8 @@ class TurnEngine:
             raise ValueError(f"text turn too long: {len(text)} > {self.settings.brain.max_user_chars} characters")
         now = self.clock.now()
         self._turn_id += 1
-        rec = TurnRecord(self._turn_id, "text", speech_end=now, eot=now, end_reason="text")
+        self._apply_tuning()
+        rec = TurnRecord(self._turn_id, "text", speech_end=now, eot=now, end_reason="text", tuning=dict(self.tuning))
         if self.turn_gate is not None:
             if (refusal := self.turn_gate()) is not None:
                 rec.user_text = text.strip()
@@ -188,6 +194,40 @@ class TurnEngine:
             self._admitted_turn = rec.turn_id
         self._interrupt()
         self._start_reply(Reply(rec), text=text.strip())
+
+    def tune(self, changes: Mapping[str, Any]) -> None:
+        """Change this call's settings from its next user turn on (the page's live controls): keys of
+        :data:`oviya.tuning.TUNABLE`, on top of earlier changes; each turn's record shows those in effect.
+
+        Raises:
+            ValueError: a key not tunable live, a value its settings section refuses, ``turn.mode`` smart_turn
+                without the Smart Turn model, or a ``brain.reply_emotion`` that is not a reply label. The call
+                goes on unchanged.
+        """
+        pending = {**self.tuning_requested, **changes}
+        new = tuned(self.base_settings, pending)
+        if new.turn.mode == "smart_turn" and self.c.smart_turn is None:
+            raise ValueError("turn.mode smart_turn needs the Smart Turn model (this server loaded none)")
+        self.c.emotion.check_reply_label(new.brain.reply_emotion)
+        # as validated (600.0 → 600); a value set back to the call's start is no change any more
+        changed = {key: value_of(new, key) for key in pending}
+        self._retune = ({k: v for k, v in changed.items() if v != value_of(self.base_settings, k)}, new)
+
+    @property
+    def tuning_requested(self) -> dict[str, Any]:
+        """The call's live changes as last validated (those waiting for the next user turn, else those in effect)."""
+        return dict(self._retune[0] if self._retune is not None else self.tuning)
+
+    def _apply_tuning(self) -> None:
+        """At a user turn's start: the changes :meth:`tune` validated take effect."""
+        if self._retune is None:
+            return
+        (self.tuning, s), self._retune = self._retune, None
+        self.settings = s
+        self.listener.retune(s)
+        self.talk.retune(s.barge_in)
+        self._my_backchannel.settings = s.backchannel
+        self.brain.settings = self.speaker.settings = s.brain
 
     # --- outputs -------------------------------------------------------------------------------------------------
     async def next_event(self, timeout: float | None = None) -> Event | None:
@@ -288,6 +328,7 @@ class TurnEngine:
 
     def _new_turn(self, announce: bool = True) -> None:
         self._turn_id += 1
+        self._apply_tuning()
         self.stt.new_turn()
         if announce:
             self._set_state("user_speaking")
@@ -342,6 +383,7 @@ class TurnEngine:
 
     # --- the reply -----------------------------------------------------------------------------------------------
     def _start_reply(self, reply: Reply, text: str | None = None) -> None:
+        reply.record.tuning = dict(self.tuning)
         self._ensure_player()
         self._reply = reply
         self._set_state("thinking")

@@ -7,7 +7,7 @@ moment a typed message arrives for text turns).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -99,6 +99,7 @@ class TurnRecord:
         avatar_frames: video frames of the reply (0 without an avatar, or when it fell back to audio only).
         av_drift_ms: A/V drift of the reply's frames, p95 (ms): how long after its audio was due to sound a frame
             was ready (0 when ready in time); see :mod:`oviya.avatar.stream`.
+        tuning: the call's live changes to its settings in effect for this turn (dotted keys, :mod:`oviya.tuning`).
     """
 
     turn_id: int
@@ -132,6 +133,7 @@ class TurnRecord:
     errors: list[str] = field(default_factory=list)
     avatar_frames: int = 0
     av_drift_ms: float | None = None
+    tuning: dict[str, Any] = field(default_factory=dict)
 
     @property
     def eot_delay_ms(self) -> float | None:

@@ -116,6 +116,18 @@ class Listener:
         self.pause_s: float | None = None  # length of the current pause inside the open turn (None: speech, no turn)
         self.carried_s = 0.0  # speech of a turn the user is continuing (the engine merges it): counts to max length
 
+    def retune(self, settings: Settings) -> None:
+        """Use ``settings``' ``vad`` thresholds and ``turn`` policy from the next chunk on (a call tuned live,
+        :mod:`oviya.tuning`); the stream, its open turn and the VAD's state go on.
+
+        Raises:
+            ValueError: ``turn.mode`` smart_turn without the Smart Turn model.
+        """
+        if settings.turn.mode == "smart_turn" and self._probability is None:
+            raise ValueError("turn.mode smart_turn needs the Smart Turn model (this server loaded none)")
+        self.settings, self.turn = settings, settings.turn
+        self.vad.segmenter.settings = settings.vad
+
     @property
     def in_turn(self) -> bool:
         """True while a user turn is open."""

@@ -59,6 +59,11 @@ class TalkOver:
         self.open = False
         self._resume_timer: asyncio.TimerHandle | None = None
 
+    def retune(self, settings: BargeInSettings) -> None:
+        """New ``barge_in`` settings from the next decision on (a call tuned live)."""
+        self.s = settings
+        self.verdicts = OverlapJudge(settings)
+
     # --- the listener's news ---------------------------------------------------------------------------------------
     def onset(self, at: float) -> None:
         """A speech candidate began at clock time ``at``: hold a reply not yet sounding (the user may be going on),

@@ -32,6 +32,43 @@ async def latency_views(page) -> tuple[int, str]:
     return width, table
 
 
+async def tune(page) -> str:
+    """Open the live controls, choose VAD only and a VAD threshold of 0.6, apply; the YAML snippet shown."""
+    await page.get_by_text("Tune this call (from its next turn)").click()
+    await page.get_by_label("vad_only").check()
+    threshold = page.locator("div.block", has_text="VAD threshold").locator('input[type="number"]').first
+    await threshold.fill("0.6")
+    await threshold.press("Enter")
+    await page.get_by_role("button", name="Apply to this call").click()
+    snippet = page.locator("div.block", has_text="Copy as YAML").last
+    for _ in range(40):
+        if "vad_only" in (text := await snippet.inner_text()):
+            return text
+        await asyncio.sleep(0.25)
+    return await snippet.inner_text()
+
+
+async def type_turn(page, message: str, timeout_s: float = 120) -> str:
+    """Type ``message``; wait until the last turn's JSON shows a new record; that JSON."""
+    before = await last_turn_json(page)
+    box = page.get_by_label("Type to Oviya")
+    await box.fill(message, timeout=60_000)
+    await box.press("Enter")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        now = await last_turn_json(page)
+        if now != before and "v2v_ms" in now:
+            return now
+    return await last_turn_json(page)
+
+
+async def last_turn_json(page) -> str:
+    """The last turn's JSON as the page shows it (without Gradio's "processing" status line)."""
+    text = await page.locator("div.block", has_text="Last turn: timings").last.inner_text()
+    return "\n".join(line for line in text.splitlines() if not line.startswith("processing"))
+
+
 async def inbound_audio_bytes(page) -> int:
     """Bytes of reply audio the page's peer connection has received (WebRTC getStats, inbound-rtp audio)."""
     return await page.evaluate("""async () => {
@@ -50,7 +87,7 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
     mic = settings.eval.data_dir / UTTERANCE
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-    async def run() -> tuple[list[str], list[str], int, bool, int | None]:
+    async def run() -> tuple:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(mic), headless=True)
             page = await browser.new_page()
@@ -79,14 +116,18 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
                     break
                 await asyncio.sleep(0.5)
             received = await inbound_audio_bytes(page)
+            # live controls: applied to this call from its next turn (here a typed one, spoken through the call)
+            snippet = await tune(page)
+            tuned_record = await type_turn(page, "What should I cook tonight?")
             # the avatar beside the transcript: the call's MJPEG stream, decoded by the browser
             avatar_width = await page.evaluate("""() => {
                 const img = document.querySelector('img[src^="/avatar/"]'); return img ? img.naturalWidth : null; }""")
             await page.screenshot(path=str(ARTIFACTS / "browser_call.png"), full_page=True)
             await browser.close()
-            return user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table
+            return user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table, snippet, tuned_record
 
-    user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table = asyncio.run(run())
+    (user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table, snippet,
+     tuned_record) = asyncio.run(run())
     assert any("platforms" in u.lower() for u in user), user  # the user's words in the transcript
     assert bot and len(bot[0].split()) >= 2, bot  # Oviya's reply text
     assert received > 10_000  # reply audio arrived over WebRTC (Opus at ~32 kbit/s: > 2 s of audio)
@@ -94,12 +135,14 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
     assert avatar_width == settings.avatar.width  # the avatar's frames are showing
     assert waterfall_width >= 700  # the call's latency waterfall (screenshot: runs/test_artifacts/browser_call.png)
     assert "v2v_ms" in stage_table and "eot_delay_ms" in stage_table  # and its stage table
+    assert "mode: vad_only" in snippet and "threshold: 0.6" in snippet  # the YAML that reproduces the call
+    assert "turn.mode" in tuned_record and "vad_only" in tuned_record and "0.6" in tuned_record  # in the record
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it with apt)")
 @pytest.mark.timeout(240)
 def test_a_typed_message_without_a_call_is_answered_in_the_transcript_and_the_audio_player(app_server, settings):
-    async def run() -> tuple[list[str], list[str], bool, bool]:
+    async def run() -> tuple:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(Path("/dev/null")),
                                               headless=True)
@@ -124,14 +167,18 @@ def test_a_typed_message_without_a_call_is_answered_in_the_transcript_and_the_au
             # the player's <audio> sits in wavesurfer's shadow DOM: Playwright's locators pierce it
             sources = await page.locator("audio").evaluate_all("els => els.map(a => a.currentSrc || a.src || '')")
             has_audio = any(sources)
+            # live controls on the tab's call-less conversation: the next typed turn's record shows them
+            await tune(page)
+            tuned_record = await type_turn(page, "And what about winter?")
             await page.screenshot(path=str(ARTIFACTS / "browser_typed.png"), full_page=True)
             await browser.close()
-            return user, bot, timings_shown, has_audio, waterfall_width, stage_table
+            return user, bot, timings_shown, has_audio, waterfall_width, stage_table, tuned_record
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    user, bot, timings_shown, has_audio, waterfall_width, stage_table = asyncio.run(run())
+    user, bot, timings_shown, has_audio, waterfall_width, stage_table, tuned_record = asyncio.run(run())
     assert user == ["What is your favourite season?"], user  # the typed line, once (no partial left behind)
     assert len(bot) == 1 and len(bot[0].split()) >= 2, bot  # one reply line
     assert timings_shown  # the turn's record fills the timings panel
     assert has_audio  # the spoken answer is in the page's audio player
     assert waterfall_width >= 700 and "llm_ttft_ms" in stage_table  # the typed turn's latency views
+    assert "turn.mode" in tuned_record and "vad_only" in tuned_record  # the tuned tab's next turn record

@@ -461,3 +461,29 @@ def test_a_long_turn_shows_partial_transcripts_while_the_user_speaks(settings):
     assert 1 <= len(while_speaking) <= limit and while_speaking[0] >= 1.0
     assert rec.outcome == "answered" and rec.user_text == words
     assert all(e.turn_id == rec.turn_id for _, e in partials)
+
+
+def test_a_call_tuned_live_uses_the_new_settings_from_its_next_turn_and_its_records_say_so(settings):
+    stages = fake_components(settings, [FakeLLM(first_token_s=0.1)])
+    changes = {"turn.mode": "vad_only", "turn.silence_ms": 700, "vad.threshold": 0.6, "brain.reply_emotion": "excited"}
+
+    async def body(c: Conversation) -> None:
+        await c.say(("How was your day", 1.0), 0.05)
+        c.engine.tune(changes)  # mid-turn: this turn keeps the settings it started with
+        await c.say(1.5)
+        await c.turns(1)
+        for bad in ({"turn.silence_ms": -1}, {"vad.threshold": 2}, {"llm.max_tokens": 5},
+                    {"brain.reply_emotion": "furious"}):
+            with pytest.raises(ValueError):
+                c.engine.tune(bad)  # refused, and nothing of the good change is lost
+        await c.say(("Tell me about the sea", 1.0), 1.5)
+        await c.turns(2)
+
+    c = run(settings, stages, body)
+    first, second = c.records()[:2]
+    assert (first.end_reason, first.tuning) == ("smart_turn", {})
+    assert (second.end_reason, second.tuning, second.emotion) == ("silence", changes, "excited")
+    assert 690 <= second.eot_delay_ms <= 780  # the 700 ms silence window, on 32 ms chunks
+    assert c.engine.listener.vad.segmenter.settings.threshold == 0.6
+    c.engine.tune({"turn.mode": "smart_turn", "turn.silence_ms": 700.0})  # mode set back; a slider's float
+    assert c.engine.tuning_requested == {"turn.silence_ms": 700, "vad.threshold": 0.6, "brain.reply_emotion": "excited"}

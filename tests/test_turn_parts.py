@@ -8,6 +8,7 @@ from itertools import count, takewhile
 
 import numpy as np
 import pytest
+import yaml
 
 from oviya.config import load_settings
 from oviya.events import AudioFlush, AudioOut, ErrorEvent, StatusEvent, TranscriptEvent, TurnDone, TurnRecord
@@ -17,6 +18,7 @@ from oviya.realtime import clip_then_silence
 from oviya.reply import Reply
 from oviya.server.chatlog import ChatLog
 from oviya.tasks import NamedTasks
+from oviya.tuning import as_yaml, tuned
 
 REPLY = "I think the museum opens at nine on Saturdays, and the cafe upstairs is lovely."
 
@@ -141,3 +143,19 @@ def test_the_chat_log_replaces_a_partial_line_and_marks_a_reply_cut_short():
     assert chat.messages == [{"role": "assistant", "content": "Hello!"},
                              {"role": "user", "content": "I went to the market"},
                              {"role": "assistant", "content": "Oh, which …"}]
+
+
+def test_live_tuning_validates_each_section_like_the_yaml_and_writes_the_snippet_back():
+    base = load_settings()
+    s = tuned(base, {"vad.threshold": 0.7, "turn.smart_turn.min_silence_ms": 300, "backchannel.enabled": False})
+    assert (s.vad.threshold, s.turn.smart_turn.min_silence_ms, s.backchannel.enabled) == (0.7, 300, False)
+    assert s.vad.min_speech_ms == base.vad.min_speech_ms and base.vad.threshold != 0.7  # the rest, and the base, kept
+    with pytest.raises(ValueError, match="neg_threshold"):  # the section's own cross-field rule
+        tuned(base, {"vad.threshold": base.vad.neg_threshold / 2})
+    with pytest.raises(ValueError, match="not tunable during a call: llm.chain"):
+        tuned(base, {"llm.chain": ["ollama"]})
+    with pytest.raises(ValueError, match="mode"):
+        tuned(base, {"turn.mode": "psychic"})
+    snippet = as_yaml({"vad.threshold": 0.7, "turn.mode": "vad_only", "turn.silence_ms": 900})
+    assert yaml.safe_load(snippet) == {"vad": {"threshold": 0.7}, "turn": {"mode": "vad_only", "silence_ms": 900}}
+    assert load_settings(**yaml.safe_load(snippet)).turn.silence_ms == 900  # it loads as config

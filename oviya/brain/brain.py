@@ -89,7 +89,7 @@ class Brain:
         verdict = self.safety.check_input(user_text, previous)
         if verdict is not None:
             return Plan("safety", user_emotion, self.emotion.for_safety(verdict.crisis), verdict)
-        emotion = self.emotion.reply_for(user_emotion, self.persona.default_emotion)
+        emotion = self.settings.reply_emotion or self.emotion.reply_for(user_emotion, self.persona.default_emotion)
         identity = self.identity.check(user_text)
         route = "identity" if identity is not None and identity.whole_turn else "llm"
         return Plan(route, user_emotion, emotion, identity=identity)

@@ -144,6 +144,11 @@ class EmotionDetector:
             tied = [lab for lab in order if lab in tied] or tied
         return tied[0]
 
+    def check_reply_label(self, label: str | None) -> None:
+        """Raises ValueError unless ``label`` is None or one of the reply labels (``brain.reply_emotion``)."""
+        if label is not None and label not in self.config.reply_labels:
+            raise ValueError(f"brain.reply_emotion must be one of {self.config.reply_labels} or null, not {label!r}")
+
     def reply_for(self, user_emotion: str, default: str) -> str:
         """The emotion Oviya answers a ``user_emotion`` with (``default``: the persona's)."""
         return self.config.reply_for_user.get(user_emotion) or default

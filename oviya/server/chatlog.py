@@ -11,7 +11,7 @@ from oviya.observer import EngineObserver
 class ChatLog(EngineObserver):
     """Folds a call's events into ``messages`` (Gradio ``type="messages"``: ``{"role", "content"}``; a partial line
     is replaced by the later text of the same role and turn, a reply cut short ends in " …") and ``timings`` (the
-    last turn's stage timings in ms, its emotion, the user's emotion and the route); ``records`` keeps each finished
+    last turn's stage timings in ms, its emotion, the user's emotion, the route and the call's live tuning); ``records`` keeps each finished
     turn's record for the page's waterfall and stage table."""
 
     def __init__(self, messages: list[dict[str, str]] | None = None) -> None:
@@ -34,4 +34,4 @@ class ChatLog(EngineObserver):
         self.records.append(rec)
         self.timings = {k: v for k, v in rec.timings().items() if v is not None}
         self.timings |= {k: v for k, v in (("emotion", rec.emotion), ("user_emotion", rec.user_emotion),
-                                           ("route", rec.route)) if v}
+                                           ("route", rec.route), ("tuning", rec.tuning)) if v}

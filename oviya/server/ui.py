@@ -34,6 +34,7 @@ from oviya.server.call_component import CallComponent, PageCalls
 from oviya.server.chatlog import ChatLog
 from oviya.server.handler import OviyaHandler
 from oviya.server.state import ServerState
+from oviya.server.tuning_panel import tuning_panel
 
 WATERFALL_TURNS = 12  # the waterfall shows the call's latest turns (the stage table covers all of them)
 
@@ -93,6 +94,8 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
                 chat = gr.Chatbot(type="messages", label="Transcript", height=360)
                 text = gr.Textbox(label="Type to Oviya", placeholder="Say something…",
                                   max_length=settings.brain.max_user_chars)
+                engine_state = gr.State(None)  # the call-less conversation of this browser tab
+                tuning_panel(settings, components, state, pages, engine_state)
             with gr.Column(scale=1):
                 avatar = gr.HTML(label="Avatar", visible=settings.avatar.enabled)
                 timings = gr.JSON(label="Last turn: timings (ms), emotion, route", open=True)
@@ -101,7 +104,6 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
                 stages = gr.Dataframe(headers=["stage", "turns", "p50 ms", "p95 ms"], label="The call's stages",
                                       interactive=False)
                 audio = gr.Audio(label="Spoken answer (typed turns outside a call)", autoplay=True, interactive=False)
-        engine_state = gr.State(None)  # the call-less conversation of this browser tab
 
         def ensure_token(token: Any) -> str:
             return token if state.memory_tokens.valid(token) else state.memory_tokens.issue()
