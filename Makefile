@@ -15,7 +15,7 @@ LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: install run test test-fast
-FAST_TESTS := tests/test_scenarios.py tests/test_turn_parts.py tests/test_waterfall.py tests/test_clauses.py tests/test_config.py tests/test_audio.py
+FAST_TESTS := tests/test_scenarios.py tests/test_turn_parts.py tests/test_waterfall.py tests/test_recording.py tests/test_clauses.py tests/test_config.py tests/test_audio.py
 
 install: $(VENV)/.installed
 

@@ -64,7 +64,7 @@ def waterfall(ax: plt.Axes, records: list[TurnRecord], labels: list[str] | None 
     ax.set_xlabel("ms from the end of the user's speech")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.legend(handles=[Patch(color=c, label=n) for n, c in STAGE_COLOURS.items()] +
-              [Line2D([], [], color="black", label="v2v")], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              [Line2D([], [], color="black", label="v2v")], fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
               frameon=False)
 
 

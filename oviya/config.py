@@ -277,6 +277,18 @@ class EvalSettings(_Section):
         return v if v.is_absolute() else (PROJECT_ROOT / v).resolve()
 
 
+class RecordingSettings(_Section):
+    enabled: bool = Field(description="callers may record their calls as eval datasets (each still opts in)")
+    dir: Path = Field(description="one directory per recorded call; '~' is expanded")
+    max_call_mb: float = Field(gt=0, description="a call's recording stops at this size")
+    max_total_mb: float = Field(gt=0, description="no new turn is recorded while all recordings exceed this")
+
+    @field_validator("dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+
 class Settings(BaseSettings):
     """All of Oviya's tunables. Build with :func:`load_settings`."""
 
@@ -296,6 +308,7 @@ class Settings(BaseSettings):
     tts: TTSSettings
     avatar: AvatarSettings
     server: ServerSettings
+    recording: RecordingSettings
     limits: LimitSettings
     eval: EvalSettings
     auth_token: SecretStr | None = Field(None, description="OVIYA_AUTH_TOKEN: bearer token for the API and the UI")

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,7 +59,7 @@ from oviya.speaker import Speaker
 from oviya.talkover import TalkOver
 from oviya.tasks import NamedTasks
 from oviya.transcriptions import Transcriptions
-from oviya.tuning import tuned, value_of
+from oviya.tuning import LiveTuning
 from oviya.vad import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,6 @@ class TurnEngine:
 
     def __init__(self, components: Components, settings: Settings, clock: Clock | None = None) -> None:
         self.c = components
-        self.base_settings = settings  # as the call started: live tuning applies its changes to these
         self.settings = settings
         self.clock = clock or RealClock()
         llm = settings.llm
@@ -119,8 +117,7 @@ class TurnEngine:
         self._carry: Reply | None = None  # a turn the user continued before Oviya answered
         self.turn_gate: Callable[[], tuple[str, str] | None] | None = None
         self._admitted_turn = 0
-        self.tuning: dict[str, Any] = {}  # the call's live changes in effect (oviya.tuning)
-        self._retune: tuple[dict[str, Any], Settings] | None = None  # changes (all) waiting for the next user turn
+        self.tuning = LiveTuning(settings, components.smart_turn is not None, components.emotion)
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -183,7 +180,7 @@ class TurnEngine:
         now = self.clock.now()
         self._turn_id += 1
         self._apply_tuning()
-        rec = TurnRecord(self._turn_id, "text", speech_end=now, eot=now, end_reason="text", tuning=dict(self.tuning))
+        rec = TurnRecord(self._turn_id, "text", speech_end=now, eot=now, end_reason="text", tuning=self.tuning.in_effect)
         if self.turn_gate is not None:
             if (refusal := self.turn_gate()) is not None:
                 rec.user_text = text.strip()
@@ -195,34 +192,10 @@ class TurnEngine:
         self._interrupt()
         self._start_reply(Reply(rec), text=text.strip())
 
-    def tune(self, changes: Mapping[str, Any]) -> None:
-        """Change this call's settings from its next user turn on (the page's live controls): keys of
-        :data:`oviya.tuning.TUNABLE`, on top of earlier changes; each turn's record shows those in effect.
-
-        Raises:
-            ValueError: a key not tunable live, a value its settings section refuses, ``turn.mode`` smart_turn
-                without the Smart Turn model, or a ``brain.reply_emotion`` that is not a reply label. The call
-                goes on unchanged.
-        """
-        pending = {**self.tuning_requested, **changes}
-        new = tuned(self.base_settings, pending)
-        if new.turn.mode == "smart_turn" and self.c.smart_turn is None:
-            raise ValueError("turn.mode smart_turn needs the Smart Turn model (this server loaded none)")
-        self.c.emotion.check_reply_label(new.brain.reply_emotion)
-        # as validated (600.0 → 600); a value set back to the call's start is no change any more
-        changed = {key: value_of(new, key) for key in pending}
-        self._retune = ({k: v for k, v in changed.items() if v != value_of(self.base_settings, k)}, new)
-
-    @property
-    def tuning_requested(self) -> dict[str, Any]:
-        """The call's live changes as last validated (those waiting for the next user turn, else those in effect)."""
-        return dict(self._retune[0] if self._retune is not None else self.tuning)
-
     def _apply_tuning(self) -> None:
-        """At a user turn's start: the changes :meth:`tune` validated take effect."""
-        if self._retune is None:
+        """At a user turn's start: the changes requested from :attr:`tuning` since the last turn take effect."""
+        if (s := self.tuning.take()) is None:
             return
-        (self.tuning, s), self._retune = self._retune, None
         self.settings = s
         self.listener.retune(s)
         self.talk.retune(s.barge_in)
@@ -335,9 +308,10 @@ class TurnEngine:
 
     def _on_end_of_turn(self, ev: EndOfTurn, speech_end: float, now: float) -> None:
         stt = self.stt.take_speculation(ev.end_s)
-        turn_id = self._turn_id
-        audio = ev.audio
+        turn_id, audio, regions = self._turn_id, ev.audio, ev.regions
         if self._carry is not None:  # one turn, one id: the merged utterance replaces the continued one
+            shift = len(self._carry.audio) / SAMPLE_RATE
+            regions = self._carry.regions + tuple((round(a + shift, 3), round(b + shift, 3)) for a, b in regions)
             audio, turn_id, stt = np.concatenate([self._carry.audio, audio]), self._carry.record.turn_id, None
             self._carry = None
         rec = TurnRecord(turn_id, "voice", speech_end=speech_end, eot=now, end_reason=ev.reason,
@@ -348,7 +322,7 @@ class TurnEngine:
             limit = self.settings.turn.max_utterance_s
             self._emit(ErrorEvent("max_utterance", f"your turn was ended after {limit:.0f} s of speech; "
                                                    "Oviya answers what she heard"))
-        reply = Reply(rec, audio=audio, stt=stt)
+        reply = Reply(rec, audio=audio, regions=regions, stt=stt)
         if self.talk.take():
             self.talk.judge(reply)
         else:
@@ -383,7 +357,7 @@ class TurnEngine:
 
     # --- the reply -----------------------------------------------------------------------------------------------
     def _start_reply(self, reply: Reply, text: str | None = None) -> None:
-        reply.record.tuning = dict(self.tuning)
+        reply.record.tuning = self.tuning.in_effect
         self._ensure_player()
         self._reply = reply
         self._set_state("thinking")
@@ -440,7 +414,7 @@ class TurnEngine:
                 self._emit(TranscriptEvent("assistant", rec.reply_text, rec.turn_id,
                                            interrupted=rec.outcome == "interrupted", emotion=rec.emotion))
         self.records.append(rec)
-        self._emit(TurnDone(rec))
+        self._emit(TurnDone(rec, reply.audio, reply.regions))
         if self._reply is reply:
             self._reply = None
             self.talk.take()

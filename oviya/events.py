@@ -196,9 +196,13 @@ class TurnRecord:
 
 @dataclass
 class TurnDone:
-    """A turn finished (see ``TurnRecord.outcome``); carries its timing record."""
+    """A turn finished (see ``TurnRecord.outcome``); carries its timing record and, for a voice turn, the user's
+    ``audio`` (np.ndarray[float32], shape (n,), 16 kHz mono: the samples the VAD saw, from ``vad.speech_pad_ms``
+    before the onset) with the speech ``regions`` the VAD found in it (``(start_s, end_s)`` from its first sample)."""
 
     record: TurnRecord
+    audio: np.ndarray | None = None
+    regions: tuple[tuple[float, float], ...] = ()
 
 
 Event = AudioOut | AudioFlush | TranscriptEvent | StatusEvent | ErrorEvent | TurnDone

@@ -74,6 +74,8 @@ class EndOfTurn:
         reason: silence window, Smart Turn verdict, or maximum utterance length.
         audio: the turn's audio, 16 kHz float32, with ``vad.speech_pad_ms`` of context before the onset.
         probability: the Smart Turn probability behind the decision, if one was computed.
+        regions: the speech the VAD found in ``audio``: ``(start_s, end_s)`` from the audio's first sample, runs of
+            chunks at or above ``vad.threshold`` joined across gaps shorter than ``vad.min_silence_ms``.
     """
 
     start_s: float
@@ -82,6 +84,7 @@ class EndOfTurn:
     reason: EndReason
     audio: np.ndarray
     probability: float | None = None
+    regions: tuple[tuple[float, float], ...] = ()
 
 
 ListenerEvent = SpeechCandidate | CandidateDropped | TurnStarted | Paused | Resumed | EndOfTurn
@@ -236,10 +239,28 @@ class Listener:
         return None
 
     def _end(self, chunk: VADChunk, end_s: float, reason: EndReason, p: float | None = None) -> EndOfTurn:
-        return EndOfTurn(self.turn_start_s, end_s, chunk.end_s, reason, self._audio(end_s), p)
+        return EndOfTurn(self.turn_start_s, end_s, chunk.end_s, reason, self._audio(end_s), p, self._regions(end_s))
+
+    def _turn_chunks(self, end_s: float) -> list[VADChunk]:
+        """The chunks from ``pad`` before the turn's onset to ``pad`` after ``end_s`` (as far as they have arrived)."""
+        lo, hi = self.turn_start_s - self._pad_s, end_s + self._pad_s
+        return [c for c in self._chunks if c.end_s > lo and c.start_s < hi]
 
     def _audio(self, end_s: float) -> np.ndarray:
-        """The turn's audio from ``pad`` before its onset to ``pad`` after ``end_s`` (as far as it has arrived)."""
-        lo, hi = self.turn_start_s - self._pad_s, end_s + self._pad_s
-        parts = [c.audio for c in self._chunks if c.end_s > lo and c.start_s < hi]
+        parts = [c.audio for c in self._turn_chunks(end_s)]
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _regions(self, end_s: float) -> tuple[tuple[float, float], ...]:
+        """Speech regions (s from the start of :meth:`_audio`): see :attr:`EndOfTurn.regions`."""
+        chunks = self._turn_chunks(end_s)
+        vad = self.settings.vad
+        out: list[list[float]] = []
+        for c in chunks:
+            if c.prob < vad.threshold:
+                continue
+            start, end = c.start_s - chunks[0].start_s, c.end_s - chunks[0].start_s
+            if out and start - out[-1][1] < vad.min_silence_ms / 1000:
+                out[-1][1] = end
+            else:
+                out.append([start, end])
+        return tuple((round(a, 3), round(b, 3)) for a, b in out)

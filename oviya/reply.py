@@ -34,6 +34,7 @@ class Reply:
         clauses: the text clauses sent to TTS, in order.
         samples: clause index → output samples synthesised for it.
         audio: the user's utterance (np.ndarray[float32], shape (n,), 16 kHz mono) for voice turns, else None.
+        regions: the speech the VAD found in ``audio``, ``(start_s, end_s)`` from its first sample.
         stt: the task transcribing ``audio`` (possibly started speculatively at the first pause).
         continued: the user went on before Oviya spoke: the turn is merged into the next one.
         state: ``thinking`` (STT / LLM / TTS before the first audio), ``speaking`` (audio playing), ``paused``
@@ -44,6 +45,7 @@ class Reply:
     clauses: list[str] = field(default_factory=list)
     samples: dict[int, int] = field(default_factory=dict)
     audio: np.ndarray | None = None
+    regions: tuple[tuple[float, float], ...] = ()
     stt: asyncio.Task | None = None
     continued: bool = False
     state: ReplyState = "thinking"

@@ -2,9 +2,9 @@
 
 A change is a mapping of dotted keys (``"vad.threshold": 0.6``) to values. Each touched section is validated by its
 own pydantic model (:mod:`oviya.config`), so a bad value gets the same message as in a YAML file and changes
-nothing. The engine applies the result from the call's next user turn on (:meth:`oviya.engine.TurnEngine.tune`) and
-stamps the changes in effect into each turn's record (``TurnRecord.tuning``); :func:`as_yaml` gives the config
-snippet that reproduces them.
+nothing. A call's :class:`LiveTuning` (``TurnEngine.tuning``) validates each request at once; the engine takes the
+result at the call's next user turn and stamps the changes in effect into each turn's record
+(``TurnRecord.tuning``); :func:`as_yaml` gives the config snippet that reproduces them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from oviya.brain.emotion import EmotionDetector
 from oviya.config import Settings
 
 # What may change during a call (the page's controls); everything else needs a restart.
@@ -68,3 +69,51 @@ def tuned(settings: Settings, changes: Mapping[str, Any]) -> Settings:
 def as_yaml(changes: Mapping[str, Any]) -> str:
     """The config snippet (``config/`` YAML) that gives a fresh call these changes."""
     return yaml.safe_dump(nested(changes), sort_keys=False) if changes else ""
+
+
+class LiveTuning:
+    """One call's live changes to its settings.
+
+    Args:
+        base: the call's settings as it started (the changes apply to these).
+        smart_turn: the server loaded the Smart Turn model (``turn.mode: smart_turn`` is possible).
+        emotion: the emotion detector (its reply labels are the possible ``brain.reply_emotion``).
+
+    Attributes:
+        in_effect: the changes the call's current turn runs with (dotted keys; values as validated).
+    """
+
+    def __init__(self, base: Settings, smart_turn: bool, emotion: EmotionDetector) -> None:
+        self.base, self.smart_turn, self.emotion = base, smart_turn, emotion
+        self.in_effect: dict[str, Any] = {}
+        self._next: tuple[dict[str, Any], Settings] | None = None
+
+    @property
+    def requested(self) -> dict[str, Any]:
+        """The changes as last validated: those waiting for the next user turn, else those in effect."""
+        return dict(self._next[0] if self._next is not None else self.in_effect)
+
+    def request(self, changes: Mapping[str, Any]) -> None:
+        """Ask for ``changes`` (keys of :data:`TUNABLE`) on top of the earlier ones, from the next user turn on; a
+        value set back to the call's start is no change any more.
+
+        Raises:
+            ValueError: a key not tunable live, a value its settings section refuses, ``turn.mode`` smart_turn
+                without the Smart Turn model, or a ``brain.reply_emotion`` that is not a reply label. Nothing of
+                the earlier changes is lost.
+        """
+        pending = {**self.requested, **changes}
+        new = tuned(self.base, pending)
+        if new.turn.mode == "smart_turn" and not self.smart_turn:
+            raise ValueError("turn.mode smart_turn needs the Smart Turn model (this server loaded none)")
+        self.emotion.check_reply_label(new.brain.reply_emotion)
+        validated = {key: value_of(new, key) for key in pending}  # 600.0 → 600
+        self._next = ({k: v for k, v in validated.items() if v != value_of(self.base, k)}, new)
+
+    def take(self) -> Settings | None:
+        """At a user turn's start: the settings requested since the last one (their changes are now in effect),
+        or None when nothing changed."""
+        if self._next is None:
+            return None
+        (self.in_effect, settings), self._next = self._next, None
+        return settings

@@ -75,7 +75,13 @@ def reply_audio(components: Components) -> tuple[np.ndarray, int]:
 
 
 @pytest.fixture(scope="session")
-def app_server(tmp_path_factory) -> str:
+def recordings_dir(tmp_path_factory) -> Path:
+    """Where :func:`app_server` keeps the calls its users record as eval datasets."""
+    return tmp_path_factory.mktemp("recordings")
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory, recordings_dir) -> str:
     """``python app.py --host 127.0.0.1 --port N`` with WebRTC restricted to loopback; yields its base URL.
 
     The test process restricts its own aiortc client to loopback the same way (docs/architecture.md).
@@ -83,7 +89,8 @@ def app_server(tmp_path_factory) -> str:
     restrict_ice_hosts(["127.0.0.1"])
     tmp = tmp_path_factory.mktemp("server")
     with local_app(tmp / "app.log", env={"OVIYA_MEMORY__DIR": str(tmp / "memory"),
-                                                  "OVIYA_SERVER__TRANSCRIPTS_DIR": str(tmp / "transcripts")}) as url:
+                                         "OVIYA_SERVER__TRANSCRIPTS_DIR": str(tmp / "transcripts"),
+                                         "OVIYA_RECORDING__DIR": str(recordings_dir)}) as url:
         yield url
 
 

@@ -4,7 +4,10 @@ utterance, the real app on loopback. Flags and selectors as docs/architecture.md
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -83,7 +86,7 @@ async def inbound_audio_bytes(page) -> int:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it with apt)")
 @pytest.mark.timeout(300)
-def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server, settings):
+def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server, settings, recordings_dir):
     mic = settings.eval.data_dir / UTTERANCE
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
@@ -98,6 +101,7 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
                 window.RTCPeerConnection.prototype = Orig.prototype;
             })()""")
             await page.goto(app_server)
+            await page.get_by_label("Record my call as an eval dataset").check(timeout=60_000)
             await page.get_by_text("Click to Access Microphone").click(timeout=60_000)
             await page.click('button[aria-label="start stream"]', timeout=60_000)
             deadline = time.monotonic() + 90
@@ -116,6 +120,11 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
                     break
                 await asyncio.sleep(0.5)
             received = await inbound_audio_bytes(page)
+            # the recorded call as a dataset: a zip offered for download on the page
+            await page.get_by_role("button", name="Download my recorded turns (zip)").click()
+            link = page.locator("div.block", has_text="Recorded dataset").locator("a").first
+            await link.wait_for(timeout=30_000)
+            zip_name = (await link.get_attribute("href") or "").rsplit("/", 1)[-1]
             # live controls: applied to this call from its next turn (here a typed one, spoken through the call)
             snippet = await tune(page)
             tuned_record = await type_turn(page, "What should I cook tonight?")
@@ -124,10 +133,11 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
                 const img = document.querySelector('img[src^="/avatar/"]'); return img ? img.naturalWidth : null; }""")
             await page.screenshot(path=str(ARTIFACTS / "browser_call.png"), full_page=True)
             await browser.close()
-            return user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table, snippet, tuned_record
+            return (user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table, snippet,
+                    tuned_record, zip_name)
 
-    (user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table, snippet,
-     tuned_record) = asyncio.run(run())
+    (user, bot, received, timings_shown, avatar_width, waterfall_width, stage_table, snippet, tuned_record,
+     zip_name) = asyncio.run(run())
     assert any("platforms" in u.lower() for u in user), user  # the user's words in the transcript
     assert bot and len(bot[0].split()) >= 2, bot  # Oviya's reply text
     assert received > 10_000  # reply audio arrived over WebRTC (Opus at ~32 kbit/s: > 2 s of audio)
@@ -137,6 +147,16 @@ def test_the_page_hears_the_user_shows_both_sides_and_plays_the_reply(app_server
     assert "v2v_ms" in stage_table and "eot_delay_ms" in stage_table  # and its stage table
     assert "mode: vad_only" in snippet and "threshold: 0.6" in snippet  # the YAML that reproduces the call
     assert "turn.mode" in tuned_record and "vad_only" in tuned_record and "0.6" in tuned_record  # in the record
+    # the recording: the spoken turn (not the typed one) in the eval manifest format, which the harness reads
+    (call_dir,) = [d for d in recordings_dir.iterdir() if d.is_dir()]
+    assert zip_name.startswith(f"oviya-call-{call_dir.name}") and zip_name.endswith(".zip")
+    rows = [json.loads(line) for line in (call_dir / "manifest.jsonl").read_text().splitlines()]
+    assert "platforms" in rows[0]["transcript"].lower() and rows[0]["speech_regions"]
+    out = recordings_dir.parent / "turn_eval"
+    run = subprocess.run([sys.executable, "-m", "eval", "turn", "--data", str(call_dir), "--out", str(out)],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["turn"]["by_mode"]["smart_turn"]["utterances"] >= 1
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it with apt)")

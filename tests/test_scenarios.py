@@ -469,13 +469,13 @@ def test_a_call_tuned_live_uses_the_new_settings_from_its_next_turn_and_its_reco
 
     async def body(c: Conversation) -> None:
         await c.say(("How was your day", 1.0), 0.05)
-        c.engine.tune(changes)  # mid-turn: this turn keeps the settings it started with
+        c.engine.tuning.request(changes)  # mid-turn: this turn keeps the settings it started with
         await c.say(1.5)
         await c.turns(1)
         for bad in ({"turn.silence_ms": -1}, {"vad.threshold": 2}, {"llm.max_tokens": 5},
                     {"brain.reply_emotion": "furious"}):
             with pytest.raises(ValueError):
-                c.engine.tune(bad)  # refused, and nothing of the good change is lost
+                c.engine.tuning.request(bad)  # refused, and nothing of the good change is lost
         await c.say(("Tell me about the sea", 1.0), 1.5)
         await c.turns(2)
 
@@ -485,5 +485,23 @@ def test_a_call_tuned_live_uses_the_new_settings_from_its_next_turn_and_its_reco
     assert (second.end_reason, second.tuning, second.emotion) == ("silence", changes, "excited")
     assert 690 <= second.eot_delay_ms <= 780  # the 700 ms silence window, on 32 ms chunks
     assert c.engine.listener.vad.segmenter.settings.threshold == 0.6
-    c.engine.tune({"turn.mode": "smart_turn", "turn.silence_ms": 700.0})  # mode set back; a slider's float
-    assert c.engine.tuning_requested == {"turn.silence_ms": 700, "vad.threshold": 0.6, "brain.reply_emotion": "excited"}
+    c.engine.tuning.request({"turn.mode": "smart_turn", "turn.silence_ms": 700.0})  # mode set back; a slider's float
+    assert c.engine.tuning.requested == {"turn.silence_ms": 700, "vad.threshold": 0.6, "brain.reply_emotion": "excited"}
+
+
+def test_a_turn_done_carries_the_users_audio_and_the_speech_regions_the_vad_found_in_it():
+    settings = scenario_settings(turn={"mode": "vad_only"})  # the 0.3 s gap stays inside the turn
+    stages = fake_components(settings, [FakeLLM(first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(0.5, ("I went to the market", 1.0), 0.3, ("and bought apples", 0.8), 2.0)  # a gap inside the turn
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    done = next(e for _, e in c.events if isinstance(e, TurnDone))
+    (a0, a1), (b0, b1) = done.regions
+    pad, chunk = settings.vad.speech_pad_ms / 1000, 0.032
+    assert abs(a0 - pad) <= 2 * chunk and abs(a1 - a0 - 1.0) <= 2 * chunk  # the first utterance, after the pre-pad
+    assert abs(b0 - a1 - 0.3) <= 2 * chunk and abs(b1 - b0 - 0.8) <= 2 * chunk  # the gap, then the second one
+    assert abs(len(done.audio) / 16000 - (b1 + pad)) <= 2 * chunk  # what the VAD saw, padded both sides
+    assert done.record.user_text == "I went to the market and bought apples"

@@ -126,6 +126,8 @@ class Page:
         deps = config["dependencies"]
         self.outputs_fn = next(d["id"] for d in deps if [self.call_id, "state_change"] in d["targets"])
         self.persona_fn = next(d["id"] for d in deps if [self.persona_id, "change"] in d["targets"])
+        self.record_id = next(i for i, c in comps.items() if c["type"] == "checkbox")  # "record my call"
+        self.record_fn = next(d["id"] for d in deps if [self.record_id, "change"] in d["targets"])
 
     @classmethod
     async def open(cls, http: httpx.AsyncClient) -> Page:
@@ -453,6 +455,7 @@ def test_call_scoped_actions_need_the_calls_own_secret_and_page_events_never_tak
             async with httpx.AsyncClient(base_url=url, headers=client("authority-page")) as page_http:
                 page = await Page.open(page_http)
                 await page.run_event(page.persona_fn, [sid, "sunny", "Mallory", ""], page.persona_id, 5)
+                await page.run_event(page.record_fn, [True], page.record_id, 5)  # its own wish, not the call's
                 stream = asyncio.create_task(page.run_event(page.outputs_fn, [sid], page.call_id, 20))
                 await asyncio.sleep(1)
                 await http.post("/api/text", json={"session_id": sid, "text": "The secret word is pineapple."})
@@ -460,6 +463,7 @@ def test_call_scoped_actions_need_the_calls_own_secret_and_page_events_never_tak
                 messages = await stream
             assert "pineapple" not in json.dumps(messages).lower()  # another page cannot stream its transcript
             assert (await http.get(f"/api/session/{sid}")).json()["persona"] == "oviya"  # nor switch its persona
+            assert not any(e.get("event") == "recording" for e in call.events())  # nor start recording it
 
     asyncio.run(run())
 

@@ -37,7 +37,6 @@ from oviya.config import Settings, load_settings
 from oviya.logs import setup_logging
 from oviya.metrics import Metrics
 from oviya.server.auth import TokenAuth
-from oviya.server.call_component import PageCalls
 from oviya.server.guard import RequestGuard, check_routes
 from oviya.server.handler import OviyaHandler
 from oviya.server.ice import restrict_ice_hosts, rtc_configuration
@@ -309,7 +308,7 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
             on_live_session(body.session_id, call_token, lambda live: live.arm_fault(body.stage, body.mode))
             return {"status": "armed", "stage": body.stage, "mode": body.mode}
 
-    pages = PageCalls()
+    pages = state.pages
     ui, call = build_ui(handler, state, components, settings, pages, server_rtc)
     call.attach(limits, pages, client_address, watch, turn_credentials)
     app = gr.mount_gradio_app(app, ui, path="/", auth=auth.gradio_login if auth.enabled else None,

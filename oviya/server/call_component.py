@@ -31,10 +31,21 @@ log = logging.getLogger(__name__)
 
 
 class PageCalls:
-    """Which call each Gradio session (page) has: ``session_hash`` → ``webrtc_id``, set by the page's offer."""
+    """Which call each Gradio session (page) has: ``session_hash`` → ``webrtc_id``, set by the page's offer; and
+    which pages asked for their calls to be recorded (the page's checkbox, :mod:`oviya.recording`)."""
 
     def __init__(self) -> None:
         self._by_page: dict[str, str] = {}
+        self._recorded_pages: set[str] = set()
+
+    def want_recording(self, session_hash: str | None, on: bool) -> None:
+        """The page ``session_hash`` ticked (or cleared) "record my call"."""
+        if session_hash:
+            (self._recorded_pages.add if on else self._recorded_pages.discard)(session_hash)
+
+    def recording_wanted(self, webrtc_id: str | None) -> bool:
+        """Whether the page of call ``webrtc_id`` wants it recorded (False for a call without a page)."""
+        return any(w == webrtc_id and p in self._recorded_pages for p, w in self._by_page.items())
 
     def bind(self, session_hash: str, webrtc_id: str) -> None:
         self._by_page[session_hash] = webrtc_id

@@ -38,6 +38,7 @@ from oviya.engine import TurnEngine
 from oviya.events import AudioFlush, AudioOut, ErrorEvent, Event, StatusEvent, TranscriptEvent, TurnDone
 from oviya.faults import FaultPlan, with_faults
 from oviya.observer import notify
+from oviya.recording import CallRecording
 from oviya.server.chatlog import ChatLog
 from oviya.server.limits import LimitExceeded
 from oviya.server.memtrim import release_free_memory
@@ -102,6 +103,9 @@ class OviyaHandler(AsyncStreamHandler):
         self._avatar_view: str | None = None  # HTML for the page's avatar box, sent once with the next UI update
         self._recorded = 0  # engine.records written to the transcript store so far
         self._ui_inputs: tuple[str, str, str] | None = None  # the page's inputs last applied
+        self.recording: CallRecording | None = None  # this call as an eval dataset (the page's checkbox)
+        self._recording_on = False
+        self._recording_refused = False
         self._closed = False
 
     def copy(self) -> OviyaHandler:
@@ -193,7 +197,8 @@ class OviyaHandler(AsyncStreamHandler):
         event = await self.engine.next_event(EMIT_POLL_S)
         if event is None:
             return None
-        notify(event, self.chat, *([self.video] if self.video is not None else []))
+        notify(event, self.chat, *([self.video] if self.video is not None else []),
+               *([self.recording] if self._recording_on else []))
         if isinstance(event, AudioOut):
             return (event.sample_rate, event.pcm)
         if isinstance(event, AudioFlush):
@@ -208,9 +213,11 @@ class OviyaHandler(AsyncStreamHandler):
         return self._ui_update() if isinstance(event, (TranscriptEvent, TurnDone)) else None
 
     def _ui_update(self) -> AdditionalOutputs:
-        """Transcript, last timings, (once, None after) the avatar view and the call's turn records for the page."""
+        """Transcript, last timings, (once, None after) the avatar view, the call's turn records and its recording
+        (or None) for the page."""
         view, self._avatar_view = self._avatar_view, None
-        return AdditionalOutputs(list(self.chat.messages), dict(self.chat.timings), view, list(self.chat.records))
+        return AdditionalOutputs(list(self.chat.messages), dict(self.chat.timings), view, list(self.chat.records),
+                                 self.recording)
 
     def _close_video_turn(self, event: TurnDone) -> None:
         """The reply's frame count and A/V drift into its record; a lip-sync failure into its errors."""
@@ -289,7 +296,31 @@ class OviyaHandler(AsyncStreamHandler):
         elif renamed:
             self.engine.memory.rewarm()
 
+    def set_recording(self, on: bool) -> None:
+        """Record this call's next turns as an eval dataset (:mod:`oviya.recording`), or stop; what was recorded
+        stays downloadable from the page. A refusal (server forbids, disk) reaches the client as an error event,
+        once."""
+        if on and self.recording is None and not self._recording_refused:
+            try:
+                self.recording = CallRecording(self.settings.recording, self._on_recording_stop)
+            except (ValueError, OSError) as e:
+                self._recording_refused = True
+                log.warning("recording refused: %s", e)
+                self._send({"event": "error", "code": "recording_refused", "message": str(e)})
+                return
+        if on != self._recording_on and self.recording is not None:
+            self._recording_on = on
+            self._send({"event": "recording", "state": "on" if on else "off"})
+            log.info("recording %s", "on" if on else "off")
+
+    def _on_recording_stop(self, reason: str) -> None:
+        self._recording_on = False
+        self._send({"event": "error", "code": "recording_stopped", "message": reason})
+
     def _follow_ui_inputs(self) -> None:
+        # The page's recording checkbox is kept by the server per page (a Gradio event, server.pages): FastRTC hands
+        # a call its stream inputs only when they change during the call, and the box is ticked before it.
+        self.set_recording(self.state.pages.recording_wanted(self.session_id))
         # The Gradio page passes its persona dropdown, the name box and the page's memory token (browser storage) as
         # the stream's extra inputs: FastRTC keeps the latest values in ``latest_args`` ([webrtc value, persona,
         # name, memory token]) and updates them on change. Memory is on once the user gives a name.

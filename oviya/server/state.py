@@ -3,11 +3,12 @@ streams."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from oviya.brain.memory import MemoryTokens
 from oviya.metrics import Metrics
+from oviya.server.call_component import PageCalls
 from oviya.server.limits import CallLimits
 from oviya.server.mjpeg import FrameHub
 from oviya.transcripts import TranscriptStore
@@ -52,6 +53,7 @@ class ServerState:
     frames: FrameHub
     memory_tokens: MemoryTokens
     faults_api: bool = False
+    pages: PageCalls = field(default_factory=PageCalls)  # the Gradio pages' calls and wishes
 
     async def release(self, handler: OviyaHandler) -> None:
         """End a call, whatever its transport (WebRTC, websocket, the Gradio page) and however it ended (hang-up,

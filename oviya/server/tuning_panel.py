@@ -59,11 +59,11 @@ def tuning_panel(settings: Settings, components: Components, state: ServerState,
             gr.Warning("start a call (or type a message) first: the changes apply to a running conversation")
             return gr.skip()
         try:
-            target.tune(chosen)  # every control: one set back to the server's value undoes its change
+            target.tuning.request(chosen)  # every control: one set back to the server's value undoes its change
         except ValueError as e:
             gr.Warning(f"not applied: {e}")
             return gr.skip()
-        return as_yaml(target.tuning_requested)
+        return as_yaml(target.tuning.requested)
 
     apply.click(apply_tuning, inputs={engine_state, *controls.values()}, outputs=[snippet],
                 concurrency_limit=settings.limits.max_sessions)

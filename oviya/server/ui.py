@@ -30,6 +30,7 @@ from oviya.config import Settings
 from oviya.engine import TurnEngine
 from oviya.events import AudioOut, ErrorEvent, TurnDone, TurnRecord
 from oviya.observer import notify
+from oviya.recording import CallRecording
 from oviya.server.call_component import CallComponent, PageCalls
 from oviya.server.chatlog import ChatLog
 from oviya.server.handler import OviyaHandler
@@ -87,6 +88,14 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
                                          info="switches the live call (or the typed chat) from the next reply on")
             display_name = gr.Textbox(label="Your name (optional)", max_length=64,
                                       info=f"{persona.name} remembers you between calls on this browser")
+        with gr.Row():
+            allowed = settings.recording.enabled
+            record = gr.Checkbox(False, label="Record my call as an eval dataset", interactive=allowed,
+                                 info="each of your turns: its audio, transcript and timing record, in the eval "
+                                      "manifest format" if allowed else "this server does not record calls")
+            download = gr.Button("Download my recorded turns (zip)", interactive=allowed)
+            dataset = gr.File(label="Recorded dataset", interactive=False)
+        recording = gr.State(None)  # the page's call recording (server side, never a path the browser sends)
         # The secret that opens this browser's memory: issued by the server, kept in the browser's localStorage.
         memory_token = gr.BrowserState(None, storage_key="oviya_memory_token")
         with gr.Row():
@@ -115,20 +124,38 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
         call.stream(fn=handler, inputs=[call, persona_choice, display_name, memory_token], outputs=[call],
                     concurrency_limit=settings.limits.max_sessions)
 
+        def want_recording(on: bool, request: gr.Request) -> None:  # the page's calls read it (server side)
+            pages.want_recording(getattr(request, "session_hash", None), bool(on) and settings.recording.enabled)
+
+        record.change(want_recording, inputs=[record], outputs=None)
+
         async def page_outputs(value: Any, request: gr.Request):
             # The avatar box gets its <img> (the call's MJPEG stream) once, at the start of a call. The waterfall is
             # drawn once per finished turn, in a worker thread: the event loop carries every call's audio.
             shown = 0
-            async for chat_, timings_, view, records in call.page_outputs(request, lambda *outputs: outputs):
+            async for chat_, timings_, view, records, rec in call.page_outputs(request, lambda *outputs: outputs):
                 view = gr.skip() if view is None else view
+                rec = gr.skip() if rec is None else rec
                 if len(records) == shown:
-                    yield chat_, timings_, view, gr.skip(), gr.skip()
+                    yield chat_, timings_, view, gr.skip(), gr.skip(), rec
                     continue
                 shown = len(records)
-                yield chat_, timings_, view, *await latency_views(records)
+                yield chat_, timings_, view, *await latency_views(records), rec
 
-        call.state_change(page_outputs, inputs=[call], outputs=[chat, timings, avatar, waterfall, stages],
+        call.state_change(page_outputs, inputs=[call], outputs=[chat, timings, avatar, waterfall, stages, recording],
                           trigger_mode="once", show_progress="minimal", concurrency_limit=settings.limits.max_sessions)
+
+        async def zip_recording(rec: CallRecording | None) -> Any:
+            if rec is None:
+                gr.Warning("nothing recorded: tick the box, then talk (each finished turn is recorded)")
+                return gr.skip()
+            try:
+                return str(await asyncio.to_thread(rec.zip))
+            except FileNotFoundError as e:
+                gr.Warning(str(e))
+                return gr.skip()
+
+        download.click(zip_recording, inputs=[recording], outputs=[dataset], concurrency_limit=2)
 
         pending = gr.State(None)  # a typed message for the call-less path
 
