@@ -270,6 +270,8 @@ class LimitSettings(_Section):
 class EvalSettings(_Section):
     data_dir: Path = Field(description="manifest dir; relative to the project root")
     text_data_dir: Path = Field(description="safety.jsonl / prompts.jsonl used when the data dir has none")
+    page_runs: int = Field(ge=0, description="eval runs the page may have going at once (0: no eval panel)")
+    page_timeout_s: float = Field(gt=0, description="an eval run from the page is stopped after this long")
 
     @field_validator("data_dir", "text_data_dir")
     @classmethod

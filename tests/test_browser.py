@@ -202,3 +202,28 @@ def test_a_typed_message_without_a_call_is_answered_in_the_transcript_and_the_au
     assert has_audio  # the spoken answer is in the page's audio player
     assert waterfall_width >= 700 and "llm_ttft_ms" in stage_table  # the typed turn's latency views
     assert "turn.mode" in tuned_record and "vad_only" in tuned_record  # the tuned tab's next turn record
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it with apt)")
+@pytest.mark.timeout(300)
+def test_the_eval_panel_runs_stt_on_the_shared_audio_and_shows_its_report(app_server):
+    async def run() -> tuple[str, int]:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(Path("/dev/null")),
+                                              headless=True)
+            page = await browser.new_page()
+            await page.goto(app_server)
+            await page.get_by_text("Evaluate", exact=True).click(timeout=60_000)
+            await page.get_by_role("button", name="Run", exact=True).click()
+            report = page.locator("div.prose", has_text="Oviya eval report")
+            await report.wait_for(timeout=240_000)
+            text = await report.inner_text()
+            images = await page.locator("div.block", has_text="Plots").locator("img").count()
+            await page.screenshot(path=str(ARTIFACTS / "browser_eval.png"), full_page=True)
+            await browser.close()
+            return text, images
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    text, images = asyncio.run(run())
+    assert "\nstt\n" in text and "\nwer\t" in text and "\nrtf\t" in text  # the quick stt run's report, with WER
+    assert images >= 1  # its plot (WER per clip)

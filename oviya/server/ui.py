@@ -33,6 +33,7 @@ from oviya.observer import notify
 from oviya.recording import CallRecording
 from oviya.server.call_component import CallComponent, PageCalls
 from oviya.server.chatlog import ChatLog
+from oviya.server.eval_panel import eval_panel
 from oviya.server.handler import OviyaHandler
 from oviya.server.state import ServerState
 from oviya.server.tuning_panel import tuning_panel
@@ -105,6 +106,7 @@ def build_ui(handler: OviyaHandler, state: ServerState, components: Components, 
                                   max_length=settings.brain.max_user_chars)
                 engine_state = gr.State(None)  # the call-less conversation of this browser tab
                 tuning_panel(settings, components, state, pages, engine_state)
+                eval_panel(settings, recording)
             with gr.Column(scale=1):
                 avatar = gr.HTML(label="Avatar", visible=settings.avatar.enabled)
                 timings = gr.JSON(label="Last turn: timings (ms), emotion, route", open=True)
