@@ -196,6 +196,9 @@ class TurnEngine:
         """At a user turn's start: the changes requested from :attr:`tuning` since the last turn take effect."""
         if (s := self.tuning.take()) is None:
             return
+        if s.llm.chain != self.settings.llm.chain:  # the chain's models were loaded in the call's starting order
+            loaded = self.tuning.base.llm.chain
+            self.brain.llm = self.c.llm.reordered([loaded.index(name) for name in s.llm.chain])
         self.settings = s
         self.listener.retune(s)
         self.talk.retune(s.barge_in)

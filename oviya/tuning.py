@@ -21,7 +21,7 @@ from oviya.config import Settings
 TUNABLE = (
     "vad.threshold", "vad.min_silence_ms",
     "turn.mode", "turn.silence_ms", "turn.smart_turn.min_silence_ms",
-    "backchannel.enabled", "barge_in.min_ms", "brain.reply_emotion",
+    "backchannel.enabled", "barge_in.min_ms", "brain.reply_emotion", "llm.chain",
 )
 
 
@@ -99,13 +99,15 @@ class LiveTuning:
 
         Raises:
             ValueError: a key not tunable live, a value its settings section refuses, ``turn.mode`` smart_turn
-                without the Smart Turn model, or a ``brain.reply_emotion`` that is not a reply label. Nothing of
-                the earlier changes is lost.
+                without the Smart Turn model, a ``brain.reply_emotion`` that is not a reply label, or an
+                ``llm.chain`` naming a backend the server did not load. Nothing of the earlier changes is lost.
         """
         pending = {**self.requested, **changes}
         new = tuned(self.base, pending)
         if new.turn.mode == "smart_turn" and not self.smart_turn:
             raise ValueError("turn.mode smart_turn needs the Smart Turn model (this server loaded none)")
+        if unloaded := sorted(set(new.llm.chain) - set(self.base.llm.chain)):
+            raise ValueError(f"llm.chain: {unloaded} not loaded on this server (loaded: {self.base.llm.chain})")
         self.emotion.check_reply_label(new.brain.reply_emotion)
         validated = {key: value_of(new, key) for key in pending}  # 600.0 → 600
         self._next = ({k: v for k, v in validated.items() if v != value_of(self.base, k)}, new)

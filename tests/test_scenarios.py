@@ -505,3 +505,24 @@ def test_a_turn_done_carries_the_users_audio_and_the_speech_regions_the_vad_foun
     assert abs(b0 - a1 - 0.3) <= 2 * chunk and abs(b1 - b0 - 0.8) <= 2 * chunk  # the gap, then the second one
     assert abs(len(done.audio) / 16000 - (b1 + pad)) <= 2 * chunk  # what the VAD saw, padded both sides
     assert done.record.user_text == "I went to the market and bought apples"
+
+
+def test_a_call_can_ask_another_loaded_llm_first_from_its_next_turn():
+    settings = scenario_settings(llm={"chain": ["llama_cpp", "ollama"]})
+    stages = fake_components(settings, [FakeLLM(name="embedded", first_token_s=0.1),
+                                        FakeLLM(name="server", first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("Hello there", 1.0), 2.0)
+        await c.turns(1)
+        c.engine.tuning.request({"llm.chain": ["ollama", "llama_cpp"]})
+        with pytest.raises(ValueError, match="not loaded"):
+            c.engine.tuning.request({"llm.chain": ["openai"]})
+        await c.say(("What do you think", 1.0), 2.0)
+        await c.turns(2)
+
+    c = run(settings, stages, body)
+    first, second = c.records()[:2]
+    assert (first.llm_backend, second.llm_backend) == ("embedded", "server")
+    assert second.tuning == {"llm.chain": ["ollama", "llama_cpp"]}
+    assert stages.components.llm.models[0].name == "embedded"  # the server's shared chain is untouched

@@ -152,8 +152,8 @@ def test_live_tuning_validates_each_section_like_the_yaml_and_writes_the_snippet
     assert s.vad.min_speech_ms == base.vad.min_speech_ms and base.vad.threshold != 0.7  # the rest, and the base, kept
     with pytest.raises(ValueError, match="neg_threshold"):  # the section's own cross-field rule
         tuned(base, {"vad.threshold": base.vad.neg_threshold / 2})
-    with pytest.raises(ValueError, match="not tunable during a call: llm.chain"):
-        tuned(base, {"llm.chain": ["ollama"]})
+    with pytest.raises(ValueError, match="not tunable during a call: stt.model"):
+        tuned(base, {"stt.model": "base"})
     with pytest.raises(ValueError, match="mode"):
         tuned(base, {"turn.mode": "psychic"})
     snippet = as_yaml({"vad.threshold": 0.7, "turn.mode": "vad_only", "turn.silence_ms": 900})

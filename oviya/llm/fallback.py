@@ -45,6 +45,16 @@ class FallbackChat:
         self._failed_at: dict[int, float] = {}
         self.last_used: str | None = None  # name of the backend that produced the last reply
 
+    def reordered(self, order: list[int]) -> FallbackChat:
+        """A chain of the same models (``order``: indices into :attr:`models`) with the same timeouts and its own
+        failure book-keeping: one call's choice of the backend asked first (the page's live controls).
+
+        Raises:
+            ValueError: an empty order. IndexError: an index outside the chain.
+        """
+        return FallbackChat([self.models[i] for i in order], self.first_token_timeout_s, self.stall_timeout_s,
+                            self.retry_after_s, self._clock)
+
     def warmup(self, messages: list[Message]) -> None:
         for m in self.models:
             m.warmup(messages)

@@ -44,6 +44,8 @@ def tuning_panel(settings: Settings, components: Components, state: ServerState,
             "brain.reply_emotion": gr.Dropdown([AUTOMATIC, *components.emotion.config.reply_labels],
                                                value=base["brain.reply_emotion"] or AUTOMATIC,
                                                label="Reply emotion"),
+            "llm.chain": gr.Dropdown(base["llm.chain"], value=base["llm.chain"][0],
+                                     label="LLM asked first (the rest of the chain stays its fallback)"),
         }
         apply = gr.Button("Apply to this call")
         snippet = gr.Code(language="yaml", label="Copy as YAML (config/ settings of this call)", interactive=False)
@@ -53,6 +55,8 @@ def tuning_panel(settings: Settings, components: Components, state: ServerState,
         chosen = {key: values[control] for key, control in controls.items()}
         if chosen["brain.reply_emotion"] == AUTOMATIC:
             chosen["brain.reply_emotion"] = None
+        first = chosen["llm.chain"]
+        chosen["llm.chain"] = [first, *(name for name in base["llm.chain"] if name != first)]
         live = state.sessions.get(pages.of_event(request) or "")
         target = live.engine if live is not None else engine
         if target is None:
