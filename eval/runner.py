@@ -19,6 +19,7 @@ import yaml
 from eval.context import Context
 from eval.data import load_manifest
 from oviya.config import CONFIG_DIR, PROJECT_ROOT, Settings, load_settings
+from oviya.tuning import nested
 
 # `all` runs these, in this order (webrtc and load last: they start their own server processes).
 TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "safety", "persona", "dialogue", "avatar",
@@ -100,17 +101,13 @@ def ab_settings(spec: str, profile: str) -> Settings:
     """
     if (CONFIG_DIR / "profiles" / f"{spec}.yaml").is_file():
         return load_settings(spec)
-    overrides: dict = {}
+    changes: dict = {}
     for pair in spec.split(","):
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--ab {spec!r}: not a profile, and {pair!r} is not key=value")
-        *sections, leaf = key.strip().split(".")
-        node = overrides
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[leaf] = yaml.safe_load(value)
-    return load_settings(profile, **overrides)
+        changes[key.strip()] = yaml.safe_load(value)
+    return load_settings(profile, **nested(changes))
 
 
 def run_tasks(ctx: Context, tasks: list[str]) -> dict:

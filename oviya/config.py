@@ -351,10 +351,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``, nested dicts key by key."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -373,8 +374,8 @@ def load_settings(profile: str | None = None, config_dir: Path = CONFIG_DIR, **o
     if not profile_file.is_file():
         known = sorted(p.stem for p in (config_dir / "profiles").glob("*.yaml"))
         raise FileNotFoundError(f"unknown profile '{profile}': no {profile_file} (known: {', '.join(known)})")
-    merged = _deep_merge(_read_yaml(config_dir / "default.yaml"), _read_yaml(profile_file))
-    merged = _deep_merge(merged, overrides)
+    merged = deep_merge(_read_yaml(config_dir / "default.yaml"), _read_yaml(profile_file))
+    merged = deep_merge(merged, overrides)
     merged["profile"] = profile
     if "OVIYA_ICE_HOSTS" in os.environ:
         merged.setdefault("server", {})["ice_hosts"] = os.environ["OVIYA_ICE_HOSTS"]

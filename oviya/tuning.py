@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from oviya.brain.emotion import EmotionDetector
-from oviya.config import Settings
+from oviya.config import Settings, deep_merge
 
 # What may change during a call (the page's controls); everything else needs a restart.
 TUNABLE = (
@@ -45,11 +45,6 @@ def value_of(settings: Settings, key: str) -> Any:
     return node
 
 
-def _merged(base: dict, update: dict) -> dict:
-    return {**base, **{k: _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-                       for k, v in update.items()}}
-
-
 def tuned(settings: Settings, changes: Mapping[str, Any]) -> Settings:
     """``settings`` with ``changes`` (keys from :data:`TUNABLE`) applied; each touched section re-validated.
 
@@ -62,7 +57,7 @@ def tuned(settings: Settings, changes: Mapping[str, Any]) -> Settings:
     updates = {}
     for section, values in nested(changes).items():
         current = getattr(settings, section)
-        updates[section] = type(current).model_validate(_merged(current.model_dump(), values))
+        updates[section] = type(current).model_validate(deep_merge(current.model_dump(), values))
     return settings.model_copy(update=updates)
 
 
