@@ -1,4 +1,5 @@
-"""``python -m eval TASK --data DIR [--out DIR] [--profile cpu] [--quick] [--url URL] [--ab PROFILE|KEY=VALUE,...]``.
+"""``python -m eval TASK --data DIR [--out DIR] [--profile cpu] [--quick] [--url URL] [--ab PROFILE|KEY=VALUE,...]``;
+``python -m eval csm_bench [--size tiny|full] [--device cpu|cuda] [--frames N]`` (a GPU benchmark, not in ``all``).
 
 Writes ``<out>/summary.json`` (one section per task, plus ``meta``), ``<out>/report.md`` (tables and plots) and
 per-item ``<out>/<task>.jsonl``.
@@ -11,13 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-from eval.runner import TASKS, make_context, run_tasks
+from eval.runner import BENCHMARKS, TASKS, make_context, run_tasks
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", choices=[*TASKS, "all"])
+    p.add_argument("task", choices=[*TASKS, "all", *BENCHMARKS])
     p.add_argument("--data", type=Path, default=None, help="dir with manifest.jsonl (default: eval.data_dir)")
     p.add_argument("--out", type=Path, default=None, help="output dir (default: runs/latest)")
     p.add_argument("--profile", default=None, help="config/profiles/<name>.yaml (default: OVIYA_PROFILE or cpu)")
@@ -26,11 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ab", default=None, metavar="PROFILE|KEY=VALUE,...",
                    help="latency only: interleave this configuration (B) with the run's (A) on every clip and report "
                         "paired B/A ratios, e.g. --ab turn.mode=vad_only")
+    p.add_argument("--size", choices=["tiny", "full"], default=None, help="csm_bench: model size (default tiny)")
+    p.add_argument("--device", default=None, help="csm_bench: torch device, e.g. cuda (default cpu)")
+    p.add_argument("--frames", type=int, default=None, help="csm_bench: frames per clause (default 25 = 2 s)")
     args = p.parse_args(argv)
     if args.ab and args.task != "latency":
         p.error("an A/B run (--ab) is for the latency task alone")
+    options = {k: v for k, v in {"size": args.size, "device": args.device, "frames": args.frames}.items()
+               if v is not None}
+    if options and args.task != "csm_bench":
+        p.error("--size, --device and --frames are csm_bench's options")
+    if (args.frames or 1) < 1:
+        p.error("--frames must be at least 1")
     try:
-        ctx = make_context(args.data, args.out, args.profile, args.quick, args.url, args.ab)
+        ctx = make_context(args.data, args.out, args.profile, args.quick, args.url, args.ab, options)
     except (ValueError, FileNotFoundError) as e:  # pydantic's ValidationError is a ValueError
         p.error(str(e))
     summary = run_tasks(ctx, TASKS if args.task == "all" else [args.task])

@@ -25,6 +25,7 @@ class Context:
         quick: run a small subset (CI smoke run).
         url: an already running Oviya server to use instead of starting one.
         ab: the other configuration of an A/B run (``--ab``), None for a plain run; ``ab_spec`` as given.
+        options: a task's own options (``csm_bench``: ``size``, ``device``, ``frames``).
     """
 
     data: Path
@@ -36,6 +37,7 @@ class Context:
     progress: TextIO = field(default=sys.stderr)
     ab: Settings | None = None
     ab_spec: str | None = None
+    options: dict = field(default_factory=dict)
     _components: Components | None = field(default=None, repr=False)
 
     def components(self) -> Components:

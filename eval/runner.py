@@ -26,6 +26,10 @@ TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "s
          "webrtc", "load"]
 
 
+# Run only when named (not by `all`): a benchmark of the GPU voice, meant for a GPU host.
+BENCHMARKS = ["csm_bench"]
+
+
 # The summary.json keys every run carries (null when not measured), per task.
 CONTRACT = {
     "vad": ["roc_auc", "f1", "best_threshold"],
@@ -41,6 +45,7 @@ CONTRACT = {
     "webrtc": ["v2v_ms_p50", "v2v_ms_p95"],
     "load": ["by_n", "leak"],
     "avatar": ["drift_ms_p95", "mouth_audio_corr", "fps"],
+    "csm_bench": ["variants"],
 }
 
 
@@ -76,9 +81,9 @@ def _report(summary: dict, out: Path) -> str:
 
 
 def make_context(data: Path | None = None, out: Path | None = None, profile: str | None = None, quick: bool = False,
-                 url: str | None = None, ab: str | None = None) -> Context:
+                 url: str | None = None, ab: str | None = None, options: dict | None = None) -> Context:
     """A run's context: ``data`` defaults to ``eval.data_dir``, ``out`` to ``runs/latest`` (created); ``ab``: the
-    B side of an A/B run (:func:`ab_settings`).
+    B side of an A/B run (:func:`ab_settings`); ``options``: a task's own (``csm_bench``: size, device, frames).
 
     Raises:
         FileNotFoundError: an unknown profile. ValueError, pydantic.ValidationError: a bad ``ab`` override.
@@ -88,7 +93,7 @@ def make_context(data: Path | None = None, out: Path | None = None, profile: str
     out = Path(out or PROJECT_ROOT / "runs" / "latest")
     out.mkdir(parents=True, exist_ok=True)
     return Context(data=data, out=out, clips=load_manifest(data), settings=settings, quick=quick, url=url,
-                   ab=ab_settings(ab, settings.profile) if ab else None, ab_spec=ab)
+                   ab=ab_settings(ab, settings.profile) if ab else None, ab_spec=ab, options=options or {})
 
 
 def ab_settings(spec: str, profile: str) -> Settings:
@@ -111,7 +116,7 @@ def ab_settings(spec: str, profile: str) -> Settings:
 
 
 def run_tasks(ctx: Context, tasks: list[str]) -> dict:
-    """Run ``tasks`` (names from :data:`TASKS`) in order; write and return the summary (one section each + meta).
+    """Run ``tasks`` (names from :data:`TASKS` and :data:`BENCHMARKS`) in order; write and return the summary (one section each + meta).
 
     Tasks start their own asyncio loops; called where a loop already runs (a Jupyter cell), they run in a worker
     thread while the caller waits.
@@ -119,8 +124,8 @@ def run_tasks(ctx: Context, tasks: list[str]) -> dict:
     Raises:
         ValueError: an unknown task name, or an A/B run of another task than ``latency``.
     """
-    if unknown := [t for t in tasks if t not in TASKS]:
-        raise ValueError(f"unknown eval task(s) {unknown}; known: {TASKS}")
+    if unknown := [t for t in tasks if t not in TASKS + BENCHMARKS]:
+        raise ValueError(f"unknown eval task(s) {unknown}; known: {TASKS + BENCHMARKS}")
     if ctx.ab is not None and tasks != ["latency"]:
         raise ValueError("an A/B run (--ab) is for the latency task alone")
     try:

@@ -171,11 +171,12 @@ class CsmSettings(_Section):
     model: str = Field(description="hub id (e.g. sesame/csm-1b) or a local model dir")
     device: str
     dtype: Literal["bfloat16", "float16", "float32"]
-    compile: bool = Field(description="torch.compile the forward pass (GPU)")
+    loop: Literal["static", "generate"] = Field(description="our frame loop, or transformers' generate")
+    cuda_graphs: bool = Field(description="static loop: replay each frame step as a captured CUDA graph (CUDA only)")
+    top_k: int = Field(gt=0, description="sampling keeps the k likeliest codes (Sesame's generator: 50)")
     speaker_id: int = Field(ge=0)
     max_new_frames: int = Field(gt=0, description="12.5 frames per second of audio")
     decode_every_frames: int = Field(gt=0, description="Mimi decodes once this many new frames arrived")
-    left_context_frames: int = Field(ge=0, description="earlier frames decoded with each window")
     context_clauses: int = Field(ge=0, description="recently spoken clauses given as context")
 
 

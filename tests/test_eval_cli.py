@@ -27,8 +27,8 @@ def test_all_quick_on_a_copy_of_the_data_reports_every_contract_key(settings, tm
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {*TASKS, "meta"} and summary["meta"]["data"] == str(data.resolve())
-    for task, keys in CONTRACT.items():
-        assert set(keys) <= set(summary[task]), task
+    for task in TASKS:
+        assert set(CONTRACT[task]) <= set(summary[task]), task
         assert "skipped" not in summary[task], (task, summary[task])
     assert summary["safety"]["in_sample"] and summary["safety"]["cv"]["recall"] >= 0.75  # cross-validated
     assert summary["stt"]["wer"] < 0.5
@@ -70,6 +70,24 @@ def test_ab_overrides_are_validated_like_the_yaml(tmp_path):
     run = subprocess.run([sys.executable, "-m", "eval", "vad", "--out", str(tmp_path), "--ab", "cpu"],
                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode != 0 and "for the latency task alone" in run.stderr
+
+
+@pytest.mark.timeout(300)
+def test_csm_bench_tiny_on_cpu_times_each_frame_loop_through_the_real_backend(tmp_path):
+    """What a GPU host runs with ``--size full --device cuda``; here the tiny random CSM on the CPU (no graphs)."""
+    run = subprocess.run([sys.executable, "-m", "eval", "csm_bench", "--size", "tiny", "--device", "cpu",
+                          "--frames", "6", "--quick", "--out", str(tmp_path)],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=280, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    bench = json.loads((tmp_path / "summary.json").read_text())["csm_bench"]
+    assert set(bench["variants"]) == {"generate", "static"} and bench["frames"] == 6  # graphs: CUDA only
+    for figures in bench["variants"].values():
+        assert figures["frames"] == 6 and figures["first_audio_ms"] > 0 and figures["rtf"] > 0
+        assert figures["ms_per_frame"] > 0 and figures["peak_gpu_mib"] is None
+    assert "| static |" in (tmp_path / "report.md").read_text()
+    wrong = subprocess.run([sys.executable, "-m", "eval", "vad", "--size", "full", "--out", str(tmp_path)],
+                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert wrong.returncode != 0 and "csm_bench's options" in wrong.stderr
 
 
 def test_audio_tasks_without_data_are_skipped_with_nulls(tmp_path):

@@ -1,17 +1,18 @@
-"""Sesame CSM-1B (Apache-2.0) through transformers' ``CsmForConditionalGeneration``: a GPU voice whose emotion comes
-from context, streamed frame by frame.
+"""Sesame CSM-1B (Apache-2.0) on transformers' CSM modules: a GPU voice whose emotion comes from context, streamed
+frame by frame.
 
 - Emotion = context conditioning (docs/architecture.md): the emotion's reference clip and its transcript
   (``config/emotion_map.yaml`` → ``csm``) go first in the conversation as a turn of the same speaker, then the
   clauses this backend spoke most recently (``tts.csm.context_clauses``), then the clause to speak. The clauses
   remembered are process-wide: the gpu profile serves one call per GPU.
-- Streaming: ``generate`` runs in a worker thread with a streamer that receives each new frame of 32 RVQ codes
-  (12.5 frames/s, 1920 samples at 24 kHz each). Every ``decode_every_frames`` frames, Mimi decodes the new frames
-  together with ``left_context_frames`` earlier ones and keeps only the new part: Mimi's decoder is causal with a
-  short receptive field, so 5 frames of left context reproduce a one-shot decode (docs/architecture.md: within 1e-5), while
-  decoding chunks independently does not.
-- CPU runs are 6–44× slower than real time here: this is a GPU backend (bf16 on CUDA, optional ``torch.compile``),
-  tested on this machine with a tiny randomly initialised CSM built from a config.
+- Frames (32 RVQ codes each, 12.5 frames/s, 1920 samples at 24 kHz): ``tts.csm.loop: static`` is our frame loop
+  (``oviya/tts/csm_loop.py``: static KV caches, Sesame's sampling, optional CUDA graphs); ``generate`` is
+  transformers' ``generate`` in a worker thread with a streamer — the reference our loop is tested against and the
+  baseline of ``python -m eval csm_bench``.
+- Audio: every ``decode_every_frames`` frames, the new frames go through a streaming Mimi decoder that carries its
+  state between chunks (``oviya/tts/mimi_stream.py``; equal to a one-shot decode).
+- CPU runs are far slower than real time: this is a GPU backend (bf16 on CUDA), tested on this machine with a tiny
+  randomly initialised CSM built from a config (``eval/random_csm.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from oviya.aio import iterate_in_thread
 from oviya.audio import read_wav
 from oviya.config import CsmSettings
 from oviya.tts import TTSError, clause_text
+from oviya.tts.csm_loop import FrameLoop
+from oviya.tts.mimi_stream import MimiStream
 from oviya.tts.styles import CsmStyle, EmotionMap
 
 SAMPLE_RATE = 24000
@@ -77,11 +80,13 @@ class CsmTTS:
         self.settings = settings
         self.styles = styles
         self._torch = torch
-        dtype = getattr(torch, settings.dtype)
+        self.dtype = getattr(torch, settings.dtype)
         self.processor = AutoProcessor.from_pretrained(settings.model)
-        self.model = CsmForConditionalGeneration.from_pretrained(settings.model, dtype=dtype).to(settings.device).eval()
-        if settings.compile:
-            self.model.forward = torch.compile(self.model.forward)
+        self.model = CsmForConditionalGeneration.from_pretrained(settings.model, dtype=self.dtype)
+        self.model = self.model.to(settings.device).eval()
+        self.loop = None
+        if settings.loop == "static":
+            self.loop = FrameLoop(self.model, settings.top_k, settings.cuda_graphs)
         self.sample_rate = SAMPLE_RATE
         self.frame_samples = SAMPLE_RATE * 2 // 25  # 1920: Mimi's 12.5 frames per second
         self.name = f"csm:{Path(settings.model).name}"
@@ -101,58 +106,73 @@ class CsmTTS:
         return chat + [{"role": role, "content": [{"type": "text", "text": text}]}]
 
     def inputs(self, text: str, emotion: str | None) -> dict:
-        """Model inputs for ``text`` in ``emotion`` (token ids, and the context audio when there is any)."""
+        """Model inputs for ``text`` in ``emotion`` on the model's device: token ids, and the context audio when there
+        is any (float, in the model's dtype: Mimi's encoder in bf16 takes bf16)."""
         inputs = self.processor.apply_chat_template(self.conversation(text, emotion), tokenize=True, return_dict=True)
-        return {k: v.to(self.settings.device) for k, v in inputs.items()}
+        return {k: v.to(self.settings.device, dtype=self.dtype if v.is_floating_point() else v.dtype)
+                for k, v in inputs.items()}
 
-    def decode(self, codes) -> np.ndarray:
-        """Mimi decode of ``codes`` → float32 audio (n,) at 24 kHz."""
-        with self._torch.no_grad():
-            out = self.model.codec_model.decode(codes.transpose(0, 1).unsqueeze(0).to(self.settings.device))
-        return out.audio_values[0, 0].float().cpu().numpy()
+    def codes(self, inputs: dict, temperature: float) -> Iterator:
+        """Frames of codes (each ``torch.Tensor[long]``, shape (32,)) up to EOS or ``max_new_frames``; stop iterating
+        to cancel generation (at the next frame)."""
+        if self.loop is not None:
+            return self.loop.frames(inputs, temperature, self.settings.max_new_frames)
+        return self._generated(inputs, temperature)
 
-    def _frames(self, text: str, style: CsmStyle, inputs: dict) -> Iterator[np.ndarray]:
-        """Generate in a worker thread; decode windows of new frames as they arrive."""
+    def _generated(self, inputs: dict, temperature: float) -> Iterator:
+        """transformers' ``generate`` in a worker thread, its frames handed over through the streamer's queue."""
         streamer = _FrameStreamer()
-        s = self.settings
         failure: list[BaseException] = []
 
         def generate() -> None:
             try:
                 with self._torch.no_grad():
-                    self.model.generate(**inputs, streamer=streamer, max_new_tokens=s.max_new_frames,
-                                        do_sample=style.temperature > 0, temperature=style.temperature or None,
-                                        depth_decoder_do_sample=style.temperature > 0,
-                                        depth_decoder_temperature=style.temperature or None)
+                    self.model.generate(**inputs, streamer=streamer, max_new_tokens=self.settings.max_new_frames,
+                                        do_sample=temperature > 0, temperature=temperature or None,
+                                        top_k=self.settings.top_k, depth_decoder_do_sample=temperature > 0,
+                                        depth_decoder_temperature=temperature or None,
+                                        depth_decoder_top_k=self.settings.top_k)
             except _Cancelled:
-                streamer.end()
+                pass
             except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
                 failure.append(e)
+            finally:
                 streamer.end()
 
         worker = threading.Thread(target=generate, name="oviya-csm-generate", daemon=True)
         worker.start()
         eos = self.model.config.codebook_eos_token_id
-        codes: list = []
-        done = 0  # frames already decoded and yielded
-        finished = False
         try:
-            while not finished:
-                frame = streamer.frames.get()
-                if frame is _END or bool((frame == eos).all()):
-                    finished = True
-                else:
-                    codes.append(frame)
-                if len(codes) - done >= s.decode_every_frames or (finished and len(codes) > done):
-                    start = max(0, done - s.left_context_frames)
-                    audio = self.decode(self._torch.stack(codes[start:]))
-                    yield audio[(done - start) * self.frame_samples :]
-                    done = len(codes)
+            while (frame := streamer.frames.get()) is not _END and not bool((frame == eos).all()):
+                yield frame
         finally:
             streamer.cancel.set()  # the consumer stopped early (barge-in): end generation at its next frame
             worker.join()
         if failure:
-            raise TTSError(f"csm failed on {text[:40]!r}: {failure[0]}") from failure[0]
+            raise failure[0]
+
+    def _frames(self, text: str, style: CsmStyle, inputs: dict) -> Iterator[np.ndarray]:
+        """Float32 audio at 24 kHz, ``decode_every_frames`` frames (× 1920 samples) at a time, the last chunk shorter.
+
+        Raises:
+            TTSError: generation or decoding failed.
+        """
+        stream = MimiStream(self.model.codec_model)
+        window: list = []
+        try:
+            for frame in self.codes(inputs, style.temperature):
+                window.append(frame)
+                if len(window) == self.settings.decode_every_frames:
+                    yield self._decoded(stream, window)
+                    window = []
+            if window:
+                yield self._decoded(stream, window)
+        except Exception as e:  # any model failure (CUDA out of memory, a long prompt) is the voice's
+            raise TTSError(f"csm failed on {text[:40]!r}: {e}") from e
+
+    def _decoded(self, stream: MimiStream, frames: list) -> np.ndarray:
+        codes = self._torch.stack(frames, dim=-1).unsqueeze(0).to(self.settings.device)  # (1, 32, n)
+        return stream.decode(codes)[0, 0].float().cpu().numpy()
 
     def _synth(self, text: str, emotion: str | None) -> Iterator[np.ndarray]:
         style = self.styles.csm(emotion)
