@@ -54,6 +54,7 @@ from oviya.listener import (
 )
 from oviya.llm import GenerationParams
 from oviya.player import AudioPlayer
+from oviya.preempt import Preemption
 from oviya.reply import Reply
 from oviya.speaker import Speaker
 from oviya.talkover import TalkOver
@@ -91,7 +92,7 @@ class TurnEngine:
         self.brain = Brain(components.llm, components.persona, components.safety, components.identity,
                            components.emotion, settings.brain, GenerationParams(llm.max_tokens, llm.temperature, llm.top_p),
                            settings.memory)
-        self.tasks = NamedTasks()  # reply, judge, spec_stt, partial, backchannel, memory_load, warm, player
+        self.tasks = NamedTasks()  # reply, preempt, judge, spec_stt, partial, backchannel, memory_load, warm, player
         self.memory = CallerMemory(self.brain, components.llm, settings.memory, self.tasks)
         smart = components.smart_turn.probability if components.smart_turn is not None else None
         self.listener = Listener(components.vad, settings, smart)
@@ -103,6 +104,7 @@ class TurnEngine:
         self.speaker = Speaker(self.brain, components.tts, self.player, self.clock, settings.brain, self._emit)
         bi = settings.barge_in
         self.echo = EchoCanceller(self.out_rate) if bi.echo_guard == "aec" else None
+        self.preempt = Preemption(settings.turn, self.clock, self.tasks, self._run_reply)
         self.talk = TalkOver(bi, self.clock, self.player, self.echo, self.listener, self.stt, self.tasks, self._emit,
                              lambda: self._reply, self._interrupt, self._start_reply, self._set_state)
         self._my_backchannel = BackchannelPolicy(settings.backchannel)
@@ -257,14 +259,23 @@ class TurnEngine:
                 if self.talk.open:
                     self.talk.paused(ev.audio, self._turn_id, clock_at(ev.end_s), now)
                 elif self.settings.stt.speculative_after_ms is not None and self.stt.budget_left() > 1:
-                    self.stt.speculate(ev.audio, ev.end_s)
+                    spec = self.stt.speculate(ev.audio, ev.end_s)
+                    spec.add_done_callback(lambda task, end_s=ev.end_s: self._speculated(task, end_s))
             elif isinstance(ev, Resumed):
                 self.stt.drop_speculation()  # a newer pause will be transcribed
+                self.preempt.drop()
             elif isinstance(ev, EndOfTurn):
                 self._on_end_of_turn(ev, clock_at(ev.end_s), now)
         self.talk.voiced(now)
         self._maybe_backchannel(now_s)
         self._maybe_partial()
+
+    def _speculated(self, task: asyncio.Task, end_s: float) -> None:
+        """The speculative transcript of the pause at ``end_s`` is ready: prepare the reply while the turn may still
+        go on (:class:`~oviya.preempt.Preemption`) — only in a plain turn (no reply of hers, no merged one)."""
+        if (self.stt.speculating(end_s) and self._reply is None and self._carry is None and not self.talk.open
+                and self.listener.in_turn and not self.tasks.closed):
+            self.preempt.start(task, self._turn_id)
 
     def _maybe_backchannel(self, now_s: float) -> None:
         """A short "mm-hmm" in a pause of a long user turn while Oviya is silent (never over her own reply)."""
@@ -317,19 +328,42 @@ class TurnEngine:
             regions = self._carry.regions + tuple((round(a + shift, 3), round(b + shift, 3)) for a, b in regions)
             audio, turn_id, stt = np.concatenate([self._carry.audio, audio]), self._carry.record.turn_id, None
             self._carry = None
-        rec = TurnRecord(turn_id, "voice", speech_end=speech_end, eot=now, end_reason=ev.reason,
-                         eot_probability=ev.probability, stt_reused=stt is not None,
-                         backchannels_said=self._backchannels_said)
-        self._backchannels_said = []
+        held = self.preempt.take(stt)  # the reply prepared at this very pause, from this very transcript
+        refusal = self._gate(turn_id) if held is not None else None  # else asked when the reply starts
+        if refusal is not None:
+            self.tasks.cancel("reply")  # still held: it ends unheard
+            held = None
+        rec = held.record if held is not None else TurnRecord(turn_id, "voice", stt_reused=stt is not None)
+        rec.speech_end, rec.eot, rec.end_reason, rec.eot_probability = speech_end, now, ev.reason, ev.probability
+        rec.backchannels_said, self._backchannels_said = self._backchannels_said, []
+        self.preempt.account(rec)
         if ev.reason == "max_length":
             limit = self.settings.turn.max_utterance_s
             self._emit(ErrorEvent("max_utterance", f"your turn was ended after {limit:.0f} s of speech; "
                                                    "Oviya answers what she heard"))
+        if refusal is not None:
+            self._refuse(rec, refusal)
+            self._finish(Reply(rec, audio=audio, regions=regions))
+            return
+        if held is not None:
+            held.audio, held.regions = audio, regions
+            self._release(held)
+            return
         reply = Reply(rec, audio=audio, regions=regions, stt=stt)
         if self.talk.take():
             self.talk.judge(reply)
         else:
             self._start_reply(reply)
+
+    def _release(self, reply: Reply) -> None:
+        """The turn ended at the pause the held reply answers: it becomes the reply, heard from now on."""
+        rec = reply.record
+        rec.tuning = self.tuning.in_effect
+        self._ensure_player()
+        self._reply = reply
+        self._set_state("thinking")
+        self._emit(TranscriptEvent("user", rec.user_text, rec.turn_id, final=False))
+        reply.hold.set()
 
     def _interrupt(self) -> None:
         """Silence Oviya now and cancel the reply's STT/LLM/TTS work."""
@@ -369,11 +403,9 @@ class TurnEngine:
     async def _run_reply(self, reply: Reply, text: str | None) -> None:
         rec = reply.record
         try:
-            if rec.turn_id != self._admitted_turn and self.turn_gate is not None:
-                if (refusal := self.turn_gate()) is not None:
-                    self._refuse(rec, refusal)
-                    return
-                self._admitted_turn = rec.turn_id  # a continued turn comes back with its id: counted once
+            if not reply.held and (refusal := self._gate(rec.turn_id)) is not None:  # held: asked at release
+                self._refuse(rec, refusal)
+                return
             if text is None:
                 try:
                     text = (await self.stt.transcript_of(reply)).text
@@ -387,13 +419,24 @@ class TurnEngine:
                 if not text:
                     return
             rec.user_text = text
-            self._emit(TranscriptEvent("user", text, rec.turn_id, final=False))
+            if not reply.held:
+                self._emit(TranscriptEvent("user", text, rec.turn_id, final=False))
             await self.speaker.speak(reply)
         except asyncio.CancelledError:
-            rec.outcome = "continued" if reply.continued else "hangup" if self.tasks.closed else "interrupted"
+            if not reply.held:  # a held reply dropped unheard has no outcome: it never happened
+                rec.outcome = "continued" if reply.continued else "hangup" if self.tasks.closed else "interrupted"
             raise
         finally:
             self._finish(reply)
+
+    def _gate(self, turn_id: int) -> tuple[str, str] | None:
+        """The server's turn gate, asked once per user turn (a continued turn comes back with its id: counted
+        once): None to admit, else the refusal."""
+        if turn_id == self._admitted_turn or self.turn_gate is None:
+            return None
+        if (refusal := self.turn_gate()) is None:
+            self._admitted_turn = turn_id
+        return refusal
 
     def _refuse(self, rec: TurnRecord, refusal: tuple[str, str]) -> None:
         """The turn gate refused the turn: its record says why, and so does an error event."""
@@ -402,7 +445,10 @@ class TurnEngine:
         self._emit(ErrorEvent(*refusal))
 
     def _finish(self, reply: Reply) -> None:
-        """Commit what was said, publish the record, go back to listening. Runs on success, error and barge-in."""
+        """Commit what was said, publish the record, go back to listening. Runs on success, error and barge-in;
+        not for a preemptive reply dropped unheard (it never happened)."""
+        if reply.held:
+            return
         rec = reply.record
         heard = {i: self.player.heard_samples((rec.turn_id, i)) for i in range(len(reply.clauses))}
         rec.reply_text = reply.spoken_text(heard)

@@ -6,7 +6,7 @@ moment a typed message arrives for text turns).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -100,6 +100,9 @@ class TurnRecord:
         av_drift_ms: A/V drift of the reply's frames, p95 (ms): how long after its audio was due to sound a frame
             was ready (0 when ready in time); see :mod:`oviya.avatar.stream`.
         tuning: the call's live changes to its settings in effect for this turn (dotted keys, :mod:`oviya.tuning`).
+        preempt: the reply prepared during the pause (``turn.preemptive``) was ``reused`` (it is this reply), or
+            None. ``preempts_dropped``: replies prepared at earlier pauses of this turn and dropped unheard when
+            the user went on; ``preempt_wasted_ms``: the wall time they ran (LLM and TTS work thrown away).
     """
 
     turn_id: int
@@ -134,6 +137,9 @@ class TurnRecord:
     avatar_frames: int = 0
     av_drift_ms: float | None = None
     tuning: dict[str, Any] = field(default_factory=dict)
+    preempt: Literal["reused"] | None = None
+    preempts_dropped: int = 0
+    preempt_wasted_ms: float = 0.0
 
     @property
     def eot_delay_ms(self) -> float | None:
@@ -192,6 +198,11 @@ class TurnRecord:
     def as_dict(self) -> dict:
         """Everything, JSON-ready: identifiers, texts, raw clock times and the derived timings."""
         return {**asdict(self), **self.timings()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TurnRecord:
+        """A record back from :meth:`as_dict` (e.g. the ``turn`` message a client got); other keys are ignored."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 @dataclass

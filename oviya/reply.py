@@ -39,6 +39,8 @@ class Reply:
         continued: the user went on before Oviya spoke: the turn is merged into the next one.
         state: ``thinking`` (STT / LLM / TTS before the first audio), ``speaking`` (audio playing), ``paused``
             (the user began talking over her; the audio waits), ``done`` or ``interrupted`` (final).
+        hold: set for a preemptive reply (prepared before the end of the turn): its audio waits until the event is
+            set (the turn ended at its pause); None for every other reply.
     """
 
     record: TurnRecord
@@ -49,6 +51,17 @@ class Reply:
     stt: asyncio.Task | None = None
     continued: bool = False
     state: ReplyState = "thinking"
+    hold: asyncio.Event | None = None
+
+    @property
+    def held(self) -> bool:
+        """A preemptive reply not (yet) released: nothing of it may be heard, shown or remembered."""
+        return self.hold is not None and not self.hold.is_set()
+
+    async def released(self) -> None:
+        """Return once the reply may be heard (at once for a reply that is not preemptive)."""
+        if self.hold is not None:
+            await self.hold.wait()
 
     def to(self, state: ReplyState) -> None:
         """Move to ``state``.

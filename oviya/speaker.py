@@ -70,6 +70,7 @@ class Speaker:
                     async for pcm in tts.synthesize(clause, rec.emotion):
                         if rec.tts_first_audio is None:
                             rec.tts_first_audio = self.clock.now()
+                        await reply.released()  # a preemptive reply waits here, its first audio ready
                         self._enqueue(reply, to_int16(resampler.process(to_float32(pcm))), tag)
                 except Exception as e:
                     log.exception("TTS failed")
@@ -77,6 +78,7 @@ class Speaker:
                     self.emit(ErrorEvent("tts_error", str(e)))
                 self.emit(TranscriptEvent("assistant", " ".join(reply.clauses), rec.turn_id, final=False,
                                           emotion=rec.emotion))
+            await reply.released()
             if reply.clauses:
                 self._enqueue(reply, to_int16(resampler.process(np.zeros(0, np.float32), last=True)), len(reply.clauses) - 1)
             self.player.finish()

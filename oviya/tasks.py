@@ -43,6 +43,15 @@ class NamedTasks:
             self._keep(task)
         return task
 
+    def rename(self, old: str, new: str) -> asyncio.Task | None:
+        """Move the task ``old`` to the name ``new`` (cancelling the task of that name still running); returns it,
+        or None when ``old`` runs no task."""
+        task = self._named.pop(old, None)
+        if task is not None:
+            self.cancel(new)
+            self._named[new] = task
+        return task
+
     def _keep(self, task: asyncio.Task) -> None:
         if not task.done():
             self._owned.add(task)

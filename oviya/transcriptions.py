@@ -50,11 +50,16 @@ class Transcriptions:
         self.runs = 0
         self._partial_at = 0.0
 
-    def speculate(self, audio: np.ndarray, end_s: float) -> None:
+    def speculate(self, audio: np.ndarray, end_s: float) -> asyncio.Task:
         """Transcribe the turn so far (np.ndarray[float32], 16 kHz mono), paused at stream time ``end_s`` (s), as
-        the task ``spec_stt``, in case the turn ends at this pause (a newer pause's replaces it)."""
+        the task ``spec_stt``, in case the turn ends at this pause (a newer pause's replaces it). Returns the task
+        (see :meth:`start`)."""
         self._spec_end_s = end_s
-        self.start(audio, "spec_stt")
+        return self.start(audio, "spec_stt")
+
+    def speculating(self, end_s: float) -> bool:
+        """The speculative transcription of the pause at stream time ``end_s`` is still the current one."""
+        return self._spec_end_s == end_s
 
     def drop_speculation(self) -> None:
         """The user went on: the speculative transcription's pause was not the end."""

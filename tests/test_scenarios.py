@@ -526,3 +526,66 @@ def test_a_call_can_ask_another_loaded_llm_first_from_its_next_turn():
     assert (first.llm_backend, second.llm_backend) == ("embedded", "server")
     assert second.tuning == {"llm.chain": ["ollama", "llama_cpp"]}
     assert stages.components.llm.models[0].name == "embedded"  # the server's shared chain is untouched
+
+
+def test_the_reply_prepared_in_the_pause_waits_for_the_end_of_turn_and_is_heard_sooner():
+    """turn.preemptive: the speculative transcript of the pause starts the LLM and the first clause's TTS before
+    Smart Turn's verdict; nothing sounds before the end of the turn, and the first audio comes earlier than when
+    the reply starts at the verdict."""
+
+    def turn(preemptive: bool, first_token_s: float) -> tuple:
+        settings = scenario_settings(turn={"preemptive": preemptive})
+        stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=first_token_s, tokens_per_s=200)],
+                                 [FakeTTS(first_audio_s=0.02)])
+
+        async def body(c: Conversation) -> None:
+            await c.say(("How was your day", 1.0), 2.0)
+            await c.turns(1)
+
+        c = run(settings, stages, body)
+        return c, c.records()[0]
+
+    c, rec = turn(True, 0.02)  # ready long before Smart Turn's verdict: held until then
+    assert rec.preempt == "reused" and rec.preempts_dropped == 0 and rec.outcome == "answered"
+    assert rec.llm_start < rec.eot and rec.tts_first_audio < rec.eot  # prepared during the pause
+    assert rec.first_audio_out >= rec.eot and 0 <= ms(rec.first_audio_out - rec.eot) <= 60  # heard at the verdict
+    assert c.kinds()[:3] == ["user_speaking", "thinking", "speaking"]
+    assert [m["content"] for m in c.engine.brain.history][:1] == ["How was your day"]
+
+    preempted, plain = turn(True, 0.3)[1], turn(False, 0.3)[1]
+    assert preempted.preempt == "reused" and plain.preempt is None
+    # The LLM started at the speculative transcript, ~100 ms before Smart Turn's verdict at 200 ms of pause.
+    assert preempted.llm_start <= preempted.eot - 0.08 and preempted.v2v_ms <= plain.v2v_ms - 80
+
+
+def test_a_prepared_reply_is_dropped_unheard_when_the_user_goes_on(settings):
+    stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=0.1)], [FakeTTS(first_audio_s=0.05)])
+
+    async def body(c: Conversation) -> None:
+        # "..." makes the fake Smart Turn say "incomplete"; its transcript reads finished: a reply is prepared.
+        await c.say(("I went to the market...", 1.0), 0.7, ("and bought apples", 1.0), 2.0)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    [rec] = c.records()
+    assert rec.outcome == "answered" and rec.user_text == "I went to the market and bought apples"
+    # Wasted: from ~100 ms into the 700 ms pause until the VAD confirmed the speech going on.
+    assert rec.preempt == "reused" and rec.preempts_dropped == 1 and 500 <= rec.preempt_wasted_ms <= 1000
+    assert stages.llms[0].calls == ["I went to the market", "I went to the market and bought apples"]
+    assert not any(isinstance(e, AudioOut) and t < 2.7 for t, e in c.events)  # the dropped reply was never heard
+    said = [e.text for e in c.of(TranscriptEvent) if e.role == "assistant"]
+    assert said and all(e.turn_id == rec.turn_id for e in c.of(TranscriptEvent))
+    assert [m["content"] for m in c.engine.brain.history][::2] == ["I went to the market and bought apples"]
+
+
+def test_no_reply_is_prepared_for_a_transcript_that_reads_unfinished(settings):
+    stages = fake_components(settings, [FakeLLM(first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("so I went to the...", 1.0), 0.7, ("bakery", 0.6), 2.0)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    assert stages.llms[0].calls == ["so I went to the bakery"] and c.records()[0].preempts_dropped == 0
+    assert c.engine.preempt.unfinished("I was thinking, um") and c.engine.preempt.unfinished("and then,")
+    assert not c.engine.preempt.unfinished("I went to the market") and not c.engine.preempt.unfinished("")

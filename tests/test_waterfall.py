@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from matplotlib.colors import to_rgb
 
@@ -50,3 +52,11 @@ def test_the_waterfall_draws_one_row_per_turn_in_the_stage_colours():
 
     for name, colour in STAGE_COLOURS.items():  # every stage has bars beyond its legend patch
         assert pixels(image, colour) > pixels(legend_only, colour) + 10, name
+
+
+def test_a_record_sent_as_json_comes_back_whole_for_a_clients_waterfall():
+    rec = voice_turn(4, 50.0)
+    rec.preempt, rec.backchannels = "reused", ["yeah"]
+    sent = json.loads(json.dumps({"event": "turn", **rec.as_dict()}))  # what the data channel carries
+    back = TurnRecord.from_dict(sent)
+    assert back == rec and back.segments() == rec.segments()

@@ -13,6 +13,10 @@ A/B (``--ab PROFILE`` or ``--ab key=value,...``): the run's configuration (A) an
 own models, play every clip in turn, the order alternating (A, B, B, A, …) so the machine's drifts fall on both;
 the summary gives each side's figures and, per stage, the median over clips of B / A (``paired_ratio``). On these
 shared machines only such a paired figure supports a before/after claim.
+
+Preemptive replies (``turn.preemptive``): ``preempt_reused_rate`` (turns answered by the reply prepared during their
+last pause), ``preempts_dropped_mean`` and ``preempt_wasted_ms_mean/p95`` (replies prepared at earlier pauses and
+dropped unheard, and the wall time they ran, per turn).
 """
 
 from __future__ import annotations
@@ -79,20 +83,27 @@ def measure(ctx: Context, clip: Clip, settings: Settings, components: Components
             "v2v_ms": round((rec.first_audio_out - t0) * 1000, 1),
             "true_eot_delay_ms": round((rec.eot - t0) * 1000, 1),
             **{k: v for k, v in rec.timings().items() if k in STAGES},
-            "end_reason": rec.end_reason, "stt_reused": rec.stt_reused,
+            "end_reason": rec.end_reason, "stt_reused": rec.stt_reused, "preempt_reused": rec.preempt == "reused",
+            "preempts_dropped": rec.preempts_dropped, "preempt_wasted_ms": rec.preempt_wasted_ms,
             "user_text": rec.user_text, "reply_text": rec.reply_text,
         })
     return row, rec
 
 
 def figures(rows: list[dict]) -> dict:
-    """p50 / p95 of v2v and of every stage over the answered rows, and the speculative-STT reuse rate."""
+    """p50 / p95 of v2v and of every stage over the answered rows, the speculative-STT and preemptive-reply reuse
+    rates, and the preemptive replies' wasted work (dropped per turn, ms per turn: mean and p95)."""
     answered = [r for r in rows if r["v2v_ms"] is not None]
     out = {"n": len(rows), "answered": len(answered)}
     for key in ("v2v_ms", "true_eot_delay_ms", *STAGES):
         for q in (50, 95):
             out[f"{key.removesuffix('_ms')}_ms_p{q}"] = percentile([r[key] for r in answered], q)
-    out["stt_reused_rate"] = round(sum(r["stt_reused"] for r in answered) / len(answered), 3) if answered else None
+    for key in ("stt_reused", "preempt_reused", "preempts_dropped"):
+        out[f"{key}_{'rate' if 'reused' in key else 'mean'}"] = (
+            round(sum(r[key] for r in answered) / len(answered), 3) if answered else None)
+    wasted = [r["preempt_wasted_ms"] for r in answered]
+    out["preempt_wasted_ms_mean"] = round(sum(wasted) / len(wasted), 1) if wasted else None
+    out["preempt_wasted_ms_p95"] = percentile(wasted, 95)
     return out
 
 
