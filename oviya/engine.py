@@ -104,7 +104,7 @@ class TurnEngine:
         self.speaker = Speaker(self.brain, components.tts, self.player, self.clock, settings.brain, self._emit)
         bi = settings.barge_in
         self.echo = EchoCanceller(self.out_rate) if bi.echo_guard == "aec" else None
-        self.preempt = Preemption(settings.turn, self.clock, self.tasks, self._run_reply)
+        self.preempt = Preemption(settings.turn, self.clock, self.tasks, self._run_reply, self.brain.warm_turn)
         self.talk = TalkOver(bi, self.clock, self.player, self.echo, self.listener, self.stt, self.tasks, self._emit,
                              lambda: self._reply, self._interrupt, self._start_reply, self._set_state)
         self._my_backchannel = BackchannelPolicy(settings.backchannel)

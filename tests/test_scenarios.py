@@ -534,7 +534,7 @@ def test_the_reply_prepared_in_the_pause_waits_for_the_end_of_turn_and_is_heard_
     the reply starts at the verdict."""
 
     def turn(preemptive: bool, first_token_s: float) -> tuple:
-        settings = scenario_settings(turn={"preemptive": preemptive})
+        settings = scenario_settings(turn={"preemptive": "reply" if preemptive else "off"})
         stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=first_token_s, tokens_per_s=200)],
                                  [FakeTTS(first_audio_s=0.02)])
 
@@ -578,7 +578,7 @@ def test_a_prepared_reply_is_dropped_unheard_when_the_user_goes_on(settings):
     assert [m["content"] for m in c.engine.brain.history][::2] == ["I went to the market and bought apples"]
 
 
-def test_no_reply_is_prepared_for_a_transcript_that_reads_unfinished(settings):
+def test_a_transcript_that_reads_unfinished_gets_its_prompt_computed_but_no_reply(settings):
     stages = fake_components(settings, [FakeLLM(first_token_s=0.1)])
 
     async def body(c: Conversation) -> None:
@@ -587,5 +587,22 @@ def test_no_reply_is_prepared_for_a_transcript_that_reads_unfinished(settings):
 
     c = run(settings, stages, body)
     assert stages.llms[0].calls == ["so I went to the bakery"] and c.records()[0].preempts_dropped == 0
+    warmed = stages.llms[0].warmed[-1]  # the prompt of the words so far: system, (history), the user's message
+    assert [m["role"] for m in warmed] == ["system", "user"] and warmed[-1]["content"] == "so I went to the"
     assert c.engine.preempt.unfinished("I was thinking, um") and c.engine.preempt.unfinished("and then,")
     assert not c.engine.preempt.unfinished("I went to the market") and not c.engine.preempt.unfinished("")
+
+
+def test_preemption_of_the_prompt_only_computes_the_prompt_at_every_pause():
+    settings = scenario_settings(turn={"preemptive": "prompt"})
+    stages = fake_components(settings, [FakeLLM(first_token_s=0.1)])
+
+    async def body(c: Conversation) -> None:
+        await c.say(("I went to the market...", 1.0), 0.7, ("and bought apples", 1.0), 2.0)
+        await c.turns(1)
+
+    c = run(settings, stages, body)
+    rec = c.records()[0]
+    assert stages.llms[0].calls == ["I went to the market and bought apples"]  # no reply was prepared
+    assert [w[-1]["content"] for w in stages.llms[0].warmed if w[-1]["role"] == "user"][:1] == ["I went to the market"]
+    assert rec.preempt is None and rec.preempts_dropped == 0

@@ -130,6 +130,14 @@ class Brain:
         first token does not wait for it. Call it after the persona, the display name or the notes change."""
         self.llm.warmup([Message(role="system", content=self.system_message())])
 
+    def warm_turn(self, user_text: str) -> None:
+        """Blocking: compute the prompt of a reply to ``user_text`` — the user's words so far, at a pause — in the
+        cache of the LLM asked first, so if the turn goes on, the reply's prompt at its end is computed only from
+        where the words differ (llama.cpp reuses the longest common prefix)."""
+        messages = self.messages_for(user_text)
+        warm = getattr(self.llm, "warm_first", self.llm.warmup)  # a fallback chain warms one member, not all
+        warm(messages)
+
     def stream(self, user_text: str, plan: Plan) -> AsyncIterator[str]:
         """Stream the reply's text deltas: the safe reply for a safety route, the fixed answer for an identity route,
         else the LLM's.

@@ -59,6 +59,11 @@ class FallbackChat:
         for m in self.models:
             m.warmup(messages)
 
+    def warm_first(self, messages: list[Message]) -> None:
+        """Blocking: :meth:`warmup` of the one backend the next call asks first (a mid-turn prompt warm-up: the
+        others would only compete for the machine)."""
+        self.models[self._order()[0]].warmup(messages)
+
     def _order(self) -> list[int]:
         now = self._clock()
         healthy = [i for i in range(len(self.models)) if now - self._failed_at.get(i, -1e9) >= self.retry_after_s]

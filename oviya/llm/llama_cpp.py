@@ -85,9 +85,13 @@ class LlamaCppChat:
 
     def warmup(self, messages: list[Message]) -> None:
         # llama.cpp keeps the KV cache of the last prompt and reuses its longest common prefix, so evaluating the
-        # system prompt once makes every conversation's first turn start after it (TTFT ~1 s -> ~0.1 s here).
+        # system prompt once makes every conversation's first turn start after it (TTFT ~1 s -> ~0.1 s here). A
+        # system prompt alone gets a placeholder user turn (the chat template renders a prompt from a user turn); a
+        # prompt ending in the user's words so far is evaluated as it is.
+        if not messages or messages[-1]["role"] != "user":
+            messages = [*messages, Message(role="user", content="Hi")]
         with self._lock:
-            self._llm.create_chat_completion(messages=[*messages, Message(role="user", content="Hi")], max_tokens=1)
+            self._llm.create_chat_completion(messages=list(messages), max_tokens=1)
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
         async for delta in iterate_in_thread(lambda: self._generate(messages, params), self._lock):
