@@ -65,7 +65,7 @@ class TurnSettings(_Section):
     silence_ms: int = Field(ge=0, description="vad_only: silence after speech that ends the user's turn")
     smart_turn: SmartTurnSettings
     max_utterance_s: float = Field(gt=0, description="longer speech is cut into a turn")
-    preemptive: Literal["reply", "prompt", "off"] = Field(
+    preemptive: Literal["reply", "prompt", "none"] = Field(
         description="at a pause: prepare the reply (played if the turn ends there; 'prompt' for unfinished words), "
                     "only the LLM's prompt for the words so far, or nothing")
     unfinished_words: list[str] = Field(description="a speculative transcript ending in one of these gets no "

@@ -1,6 +1,6 @@
 """Preemption at a pause: the reply prepared before the end-of-turn decision (issue 16, lever 1; LiveKit Agents
 calls it preemptive generation). ``turn.preemptive``: ``reply`` (below), ``prompt`` (only the LLM's prompt for the
-words so far, at every pause) or ``off``.
+words so far, at every pause) or ``none``.
 
 At a pause inside the user's turn the engine transcribes speculatively (:class:`~oviya.transcriptions.Transcriptions`).
 When that transcript is ready and looks finished, :class:`Preemption` starts the whole reply — brain, clauses, the
@@ -40,7 +40,7 @@ class Preemption:
     """Owns the held reply of the open user turn (the task ``preempt``).
 
     Args:
-        settings: ``turn`` (``preemptive``: ``reply`` | ``prompt`` | ``off``; ``unfinished_words``).
+        settings: ``turn`` (``preemptive``: ``reply`` | ``prompt`` | ``none``; ``unfinished_words``).
         clock: the engine's clock.
         tasks: the conversation's tasks.
         run_reply: the engine's reply pipeline, ``run_reply(reply, text)``.
@@ -73,7 +73,7 @@ class Preemption:
         """Prepare the reply to the finished speculative transcription ``stt`` (result ``(transcript, start,
         end)``) — or, when the text looks unfinished, only the LLM's prompt for it (the task ``preempt`` either
         way) — unless preemption is off or the transcription failed or was empty."""
-        if self.settings.preemptive == "off" or stt.cancelled() or stt.exception() is not None:
+        if self.settings.preemptive == "none" or stt.cancelled() or stt.exception() is not None:
             return
         transcript, stt_start, stt_end = stt.result()
         if not transcript.text:

@@ -534,7 +534,7 @@ def test_the_reply_prepared_in_the_pause_waits_for_the_end_of_turn_and_is_heard_
     the reply starts at the verdict."""
 
     def turn(preemptive: bool, first_token_s: float) -> tuple:
-        settings = scenario_settings(turn={"preemptive": "reply" if preemptive else "off"})
+        settings = scenario_settings(turn={"preemptive": "reply" if preemptive else "none"})
         stages = fake_components(settings, [FakeLLM(reply=REPLY, first_token_s=first_token_s, tokens_per_s=200)],
                                  [FakeTTS(first_audio_s=0.02)])
 
