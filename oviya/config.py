@@ -278,6 +278,8 @@ class EvalSettings(_Section):
     text_data_dir: Path = Field(description="safety.jsonl / prompts.jsonl used when the data dir has none")
     page_runs: int = Field(ge=0, description="eval runs the page may have going at once (0: no eval panel)")
     page_timeout_s: float = Field(gt=0, description="an eval run from the page is stopped after this long")
+    turn_sweep_min_silence_ms: list[int] = Field(description="eval turn: the pauses Smart Turn is asked after, swept")
+    turn_sweep_thresholds: list[float] = Field(description="eval turn: the P(complete) thresholds, swept")
 
     @field_validator("data_dir", "text_data_dir")
     @classmethod
