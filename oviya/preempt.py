@@ -80,7 +80,9 @@ class Preemption:
             return
         self.drop()
         if self.settings.preemptive == "prompt" or self.unfinished(transcript.text):
-            self.tasks.start("preempt", self._warm(transcript.text))
+            # One prompt at a time: a warm-up's thread cannot be stopped, and queued ones would delay the reply.
+            if not self.tasks.running("preempt"):
+                self.tasks.start("preempt", self._warm(transcript.text))
             return
         rec = TurnRecord(turn_id, "voice", stt_start=stt_start, stt_end=stt_end, stt_reused=True)
         self.reply = Reply(rec, stt=stt, hold=asyncio.Event())
