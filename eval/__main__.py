@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                if v is not None}
     if options and args.task != "csm_bench":
         p.error("--size, --device and --frames are csm_bench's options")
-    if (args.frames or 1) < 1:
+    if args.frames is not None and args.frames < 1:
         p.error("--frames must be at least 1")
     try:
         ctx = make_context(args.data, args.out, args.profile, args.quick, args.url, args.ab, options)
