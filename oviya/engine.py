@@ -357,12 +357,8 @@ class TurnEngine:
 
     def _release(self, reply: Reply) -> None:
         """The turn ended at the pause the held reply answers: it becomes the reply, heard from now on."""
-        rec = reply.record
-        rec.tuning = self.tuning.in_effect
-        self._ensure_player()
-        self._reply = reply
-        self._set_state("thinking")
-        self._emit(TranscriptEvent("user", rec.user_text, rec.turn_id, final=False))
+        self._become_reply(reply)
+        self._emit(TranscriptEvent("user", reply.record.user_text, reply.record.turn_id, final=False))
         reply.hold.set()
 
     def _interrupt(self) -> None:
@@ -394,11 +390,15 @@ class TurnEngine:
 
     # --- the reply -----------------------------------------------------------------------------------------------
     def _start_reply(self, reply: Reply, text: str | None = None) -> None:
+        self._become_reply(reply)
+        self.tasks.start("reply", self._run_reply(reply, text))
+
+    def _become_reply(self, reply: Reply) -> None:
+        """``reply`` is the one Oviya is answering with (started now, or released from its hold)."""
         reply.record.tuning = self.tuning.in_effect
         self._ensure_player()
         self._reply = reply
         self._set_state("thinking")
-        self.tasks.start("reply", self._run_reply(reply, text))
 
     async def _run_reply(self, reply: Reply, text: str | None) -> None:
         rec = reply.record
