@@ -98,12 +98,12 @@ def figures(rows: list[dict]) -> dict:
     for key in ("v2v_ms", "true_eot_delay_ms", *STAGES):
         for q in (50, 95):
             out[f"{key.removesuffix('_ms')}_ms_p{q}"] = percentile([r[key] for r in answered], q)
-    for key in ("stt_reused", "preempt_reused", "preempts_dropped"):
-        out[f"{key}_{'rate' if 'reused' in key else 'mean'}"] = (
-            round(sum(r[key] for r in answered) / len(answered), 3) if answered else None)
-    wasted = [r["preempt_wasted_ms"] for r in answered]
-    out["preempt_wasted_ms_mean"] = round(sum(wasted) / len(wasted), 1) if wasted else None
-    out["preempt_wasted_ms_p95"] = percentile(wasted, 95)
+    def mean(key: str, digits: int = 3) -> float | None:
+        return round(sum(r[key] for r in answered) / len(answered), digits) if answered else None
+
+    out["stt_reused_rate"], out["preempt_reused_rate"] = mean("stt_reused"), mean("preempt_reused")
+    out["preempts_dropped_mean"], out["preempt_wasted_ms_mean"] = mean("preempts_dropped"), mean("preempt_wasted_ms", 1)
+    out["preempt_wasted_ms_p95"] = percentile([r["preempt_wasted_ms"] for r in answered], 95)
     return out
 
 
