@@ -1,4 +1,4 @@
-"""Starting ``python app.py`` on loopback for tasks (and tests) that talk to the real server."""
+"""Starting ``python app.py`` and ``python -m oviya.serve`` on loopback for tasks (and tests) that talk to them."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 @dataclass
 class AppProcess:
-    """A running ``app.py``: its base URL and process (tests may kill it)."""
+    """A running ``app.py`` or ``oviya.serve``: its base URL and process (tests may stop it)."""
 
     url: str
     proc: subprocess.Popen
@@ -49,28 +49,49 @@ def app_process(log_path: Path, startup_timeout_s: float = 180.0,
                 env: dict[str, str] | None = None) -> Iterator[AppProcess]:
     """:func:`local_app`, yielding the :class:`AppProcess`. ``env`` is added to this process's environment."""
     port = free_port()
-    full_env = {**os.environ, "OVIYA_ICE_HOSTS": "127.0.0.1", **(env or {})}
+    with _process(["app.py", "--host", "127.0.0.1", "--port", str(port)], f"http://127.0.0.1:{port}", "/health",
+                  log_path, startup_timeout_s, {"OVIYA_ICE_HOSTS": "127.0.0.1", **(env or {})}) as app:
+        yield app
+
+
+@contextmanager
+def serve_process(log_path: Path, profile: str | None = None, startup_timeout_s: float = 240.0,
+                  env: dict[str, str] | None = None) -> Iterator[AppProcess]:
+    """``python -m oviya.serve`` (a local Ray instance, the models as Ray Serve deployments) on a free loopback port;
+    yields it once ``GET /v1/models`` answers; its ``url`` ends in ``/v1`` (what ``base_url`` settings take).
+    Stopped with SIGTERM (Serve and Ray shut down), killed after 60 s."""
+    port = free_port()
+    argv = ["-m", "oviya.serve", *(["--profile", profile] if profile else [])]
+    with _process(argv, f"http://127.0.0.1:{port}/v1", "/models", log_path, startup_timeout_s,
+                  {"OVIYA_SERVE__HOST": "127.0.0.1", "OVIYA_SERVE__PORT": str(port), **(env or {})},
+                  stop_timeout_s=60.0) as service:
+        yield service
+
+
+@contextmanager
+def _process(argv: list[str], url: str, ready_path: str, log_path: Path, startup_timeout_s: float,
+             env: dict[str, str], stop_timeout_s: float = 15.0) -> Iterator[AppProcess]:
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=PROJECT_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([sys.executable, *argv], cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=log,
+                                stderr=subprocess.STDOUT)
+    name = " ".join(argv[:2])
     try:
         deadline = time.monotonic() + startup_timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {proc.returncode}:\n{Path(log_path).read_text()[-3000:]}")
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{Path(log_path).read_text()[-3000:]}")
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(url + ready_path, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"app.py not healthy after {startup_timeout_s} s:\n{Path(log_path).read_text()[-3000:]}")
+                raise RuntimeError(f"{name} not ready after {startup_timeout_s} s:\n{Path(log_path).read_text()[-3000:]}")
             time.sleep(0.5)
         yield AppProcess(url, proc)
     finally:
         proc.terminate()
         try:
-            proc.wait(15)
+            proc.wait(stop_timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()

@@ -15,6 +15,7 @@ import fractions
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import av
@@ -131,14 +132,16 @@ class CallResult:
 
 async def talk(base_url: str, audio: np.ndarray, sample_rate: int = 16000, listen_s: float = 10.0,
                until_answers: int | None = None, timeout_s: float = 60.0, token: str | None = None,
-               until_voiced_s: float | None = None) -> CallResult:
+               until_voiced_s: float | None = None,
+               on_event: Callable[[dict], None] | None = None) -> CallResult:
     """Open a WebRTC call to ``base_url``, play ``audio`` as the microphone, and record the reply.
 
     Listens until ``listen_s`` after the clip ended, or until ``until_answers`` per-turn records of answered turns
     (a non-empty reply) arrived on the data channel, or until ``until_voiced_s`` seconds of voiced reply audio
     arrived after the clip (then hangs up mid-reply), whichever comes first, within an overall ``timeout_s``. ICE
     servers: none (host candidates only), so with ``oviya.server.ice.restrict_ice_hosts(["127.0.0.1"])`` the call
-    stays on loopback. ``token``: the server's ``OVIYA_AUTH_TOKEN``, sent as a bearer token.
+    stays on loopback. ``token``: the server's ``OVIYA_AUTH_TOKEN``, sent as a bearer token. ``on_event`` is called
+    with each event of the data channel as it arrives (mid-call actions of a test).
 
     Raises:
         OfferRefused: the server refused the offer (``status``, ``code``: e.g. 401, 429 ``max_connections_per_client``).
@@ -158,6 +161,8 @@ async def talk(base_url: str, audio: np.ndarray, sample_rate: int = 16000, liste
             return
         if isinstance(msg, dict) and msg.get("type") == "oviya":
             result.events.append(msg["data"])
+            if on_event is not None:
+                on_event(msg["data"])
             if until_answers and len(result.answers()) >= until_answers:
                 answered.set()
 

@@ -22,7 +22,8 @@ from oviya.config import CONFIG_DIR, Settings
 from oviya.llm import ChatModel
 from oviya.llm.fallback import FallbackChat
 from oviya.smart_turn import SmartTurnModel
-from oviya.stt import Transcriber, WhisperTranscriber
+from oviya.stt import Transcriber
+from oviya.stt.fallback import FallbackSTT
 from oviya.tts import Synthesizer
 from oviya.tts.fallback import FallbackTTS
 from oviya.tts.styles import EmotionMap
@@ -61,6 +62,24 @@ def _espeak(s: Settings, styles: EmotionMap) -> Synthesizer:
     return EspeakTTS(styles)
 
 
+def _openai_tts(s: Settings, styles: EmotionMap) -> Synthesizer:
+    from oviya.tts.openai_compat import OpenAICompatTTS
+
+    return OpenAICompatTTS(s.tts.openai)
+
+
+def _whisper(s: Settings) -> Transcriber:
+    from oviya.stt.whisper import WhisperTranscriber
+
+    return WhisperTranscriber(s.stt, s.cache_dir)
+
+
+def _openai_stt(s: Settings) -> Transcriber:
+    from oviya.stt.openai_compat import OpenAICompatTranscriber
+
+    return OpenAICompatTranscriber(s.stt.openai, s.stt.language)
+
+
 LLM_BACKENDS: dict[str, Callable[[Settings], ChatModel]] = {
     "llama_cpp": _llama_cpp, "ollama": _ollama, "openai": _openai,
 }
@@ -71,10 +90,10 @@ def _csm(s: Settings, styles: EmotionMap) -> Synthesizer:
 
 
 TTS_BACKENDS: dict[str, Callable[[Settings, EmotionMap], Synthesizer]] = {
-    "piper": _piper, "espeak": _espeak, "csm": _csm,
+    "piper": _piper, "espeak": _espeak, "csm": _csm, "openai_compat": _openai_tts,
 }
 STT_BACKENDS: dict[str, Callable[[Settings], Transcriber]] = {
-    "faster_whisper": lambda s: WhisperTranscriber(s.stt, s.cache_dir),
+    "faster_whisper": _whisper, "openai_compat": _openai_stt,
 }
 
 
@@ -100,6 +119,11 @@ def build_llm(settings: Settings) -> FallbackChat:
                         s.stall_timeout_s, s.retry_after_s)
 
 
+def build_stt(settings: Settings) -> FallbackSTT:
+    """The configured chain of transcribers (``stt.chain``)."""
+    return FallbackSTT([STT_BACKENDS[name](settings) for name in settings.stt.chain], settings.stt.retry_after_s)
+
+
 def build_tts(settings: Settings) -> FallbackTTS:
     """The configured chain of synthesizers (``tts.chain``) sharing one live emotion map."""
     styles = EmotionMap(CONFIG_DIR / settings.tts.emotion_map)
@@ -119,7 +143,7 @@ def load_components(settings: Settings) -> Components:
     embedder = SentenceEmbedder()
     comps = Components(
         vad=SileroModel(assets.SILERO_VAD_ONNX.locate(), settings.vad.onnx_threads),
-        stt=STT_BACKENDS[settings.stt.backend](settings),
+        stt=build_stt(settings),
         llm=build_llm(settings),
         tts=build_tts(settings),
         persona=load_persona(settings.brain.persona),

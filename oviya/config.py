@@ -93,8 +93,17 @@ class BackchannelSettings(_Section):
     emotion: str = Field(description="voice style of the backchannel (an emotion_map label)")
 
 
+class OpenAISTTSettings(_Section):
+    base_url: str = Field(description="an OpenAI-compatible server's /v1 URL")
+    model: str
+    api_key_env: str = Field(description="environment variable holding the API key")
+    timeout_s: float = Field(gt=0, description="a transcription slower than this fails over to the next backend")
+
+
 class STTSettings(_Section):
-    backend: Literal["faster_whisper"]
+    chain: list[Literal["faster_whisper", "openai_compat"]] = Field(min_length=1, description="fallback order")
+    retry_after_s: float = Field(ge=0, description="a failed backend is skipped for this long")
+    openai: OpenAISTTSettings
     model: str = Field(description="'tiny.en' / 'base' (embedded), a faster-whisper name, or a model dir")
     device: str
     compute_type: str
@@ -129,6 +138,7 @@ class OpenAISettings(_Section):
     model: str
     api_key_env: str = Field(description="environment variable holding the API key")
     timeout_s: float
+    warmup_timeout_s: float = Field(gt=0, description="a prompt warm-up waits at most this long")
 
 
 class LLMSettings(_Section):
@@ -185,12 +195,22 @@ class CsmSettings(_Section):
     context_clauses: int = Field(ge=0, description="recently spoken clauses given as context")
 
 
+class OpenAITTSSettings(_Section):
+    base_url: str = Field(description="an OpenAI-compatible server's /v1 URL")
+    model: str
+    voice: str
+    api_key_env: str = Field(description="environment variable holding the API key")
+    timeout_s: float = Field(gt=0)
+    sample_rate: int = Field(gt=0, description="Hz of the server's pcm response (OpenAI's API: 24000)")
+
+
 class TTSSettings(_Section):
-    chain: list[Literal["piper", "espeak", "csm"]] = Field(min_length=1, description="fallback order")
+    chain: list[Literal["piper", "espeak", "csm", "openai_compat"]] = Field(min_length=1, description="fallback order")
     first_audio_timeout_s: float = Field(gt=0, description="a backend silent this long is replaced")
     emotion_map: str = Field(description="emotion → voice style file in config/")
     piper: PiperSettings
     csm: CsmSettings
+    openai: OpenAITTSSettings
 
 
 class ServerSettings(_Section):
@@ -299,6 +319,33 @@ class RecordingSettings(_Section):
         return v.expanduser()
 
 
+class AutoscalingSettings(_Section):
+    min_replicas: int = Field(ge=0)
+    max_replicas: int = Field(ge=1)
+    target_ongoing_requests: float = Field(gt=0, description="requests in flight per replica Ray Serve aims at")
+
+
+class DeploymentSettings(_Section):
+    replicas: int = Field(ge=1, description="fixed replica count (ignored when autoscaling is set)")
+    autoscaling: AutoscalingSettings | None = None
+    num_cpus: float = Field(ge=0, description="Ray logical CPUs each replica reserves")
+    num_gpus: float = Field(ge=0, description="Ray GPUs each replica reserves (fractions share one GPU)")
+
+
+class ServeSettings(_Section):
+    host: str
+    port: int
+    api_key_env: str = Field(description="when this environment variable is set, requests need it as a bearer token")
+    max_request_bytes: int = Field(gt=0, description="larger request bodies are refused before they are read")
+    max_chat_messages: int = Field(gt=0)
+    max_chat_chars: int = Field(gt=0, description="all messages of one chat request together")
+    max_tokens: int = Field(gt=0, description="the most tokens one chat completion may ask for")
+    speech_sample_rate: int = Field(gt=0, description="Hz of the pcm the speech route streams (OpenAI: 24000)")
+    stt: DeploymentSettings
+    tts: DeploymentSettings
+    llm: DeploymentSettings
+
+
 class Settings(BaseSettings):
     """All of Oviya's tunables. Build with :func:`load_settings`."""
 
@@ -321,6 +368,7 @@ class Settings(BaseSettings):
     recording: RecordingSettings
     limits: LimitSettings
     eval: EvalSettings
+    serve: ServeSettings
     auth_token: SecretStr | None = Field(None, description="OVIYA_AUTH_TOKEN: bearer token for the API and the UI")
 
     @field_validator("auth_token")

@@ -91,6 +91,7 @@ class TurnRecord:
         route: how the reply was made: llm, safety (the persona's safe reply, no LLM call), identity (the persona's
             fixed answer to "are you a person?"-like questions, no LLM call) or fallback (every LLM backend failed:
             the persona's fallback line).
+        stt_backend: the STT chain member that transcribed the turn.
         llm_backend: the chain member that answered (``llm`` route).
         tts_backend: the TTS chain member that spoke the last clause.
         safety_category: the safety rule behind a safety route, or ``unsafe_output`` when the LLM's reply was
@@ -128,6 +129,7 @@ class TurnRecord:
     backchannels: list[str] = field(default_factory=list)
     backchannels_said: list[str] = field(default_factory=list)
     route: Literal["llm", "safety", "identity", "fallback"] | None = None
+    stt_backend: str | None = None
     llm_backend: str | None = None
     tts_backend: str | None = None
     safety_category: str | None = None

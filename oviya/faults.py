@@ -63,6 +63,7 @@ class FaultyTranscriber:
 
     def __init__(self, inner: Transcriber, plan: FaultPlan) -> None:
         self.inner, self.plan = inner, plan
+        self.name = inner.name
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         if self.plan.mode("stt") == "raise":

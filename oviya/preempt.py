@@ -84,7 +84,8 @@ class Preemption:
             if not self.tasks.running("preempt"):
                 self.tasks.start("preempt", self._warm(transcript.text))
             return
-        rec = TurnRecord(turn_id, "voice", stt_start=stt_start, stt_end=stt_end, stt_reused=True)
+        rec = TurnRecord(turn_id, "voice", stt_start=stt_start, stt_end=stt_end, stt_reused=True,
+                         stt_backend=transcript.backend)
         self.reply = Reply(rec, stt=stt, hold=asyncio.Event())
         self._stt, self._started = stt, self.clock.now()
         self.tasks.start("preempt", self.run_reply(self.reply, transcript.text))

@@ -121,7 +121,7 @@ class Transcriptions:
     async def transcript_of(self, reply: Reply) -> Transcript:
         """The transcript of ``reply.audio`` (reusing the speculative one when the reply holds it); fills the
         record's ``stt_runs``, ``stt_start`` and ``stt_end``. Cancelling the caller leaves the transcription to
-        finish for whoever else waits on it.
+        finish for whoever else waits on it. Also fills ``stt_backend`` (the chain member that transcribed).
 
         Raises:
             Exception: whatever the STT raised.
@@ -131,4 +131,5 @@ class Transcriptions:
             reply.stt = self.start(reply.audio)
         rec.stt_runs = self.runs
         result, rec.stt_start, rec.stt_end = await asyncio.shield(reply.stt)
+        rec.stt_backend = result.backend
         return result

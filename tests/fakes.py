@@ -94,6 +94,7 @@ class FakeSTT:
     fail: bool = False
     fail_next: int = 0
     calls: int = 0
+    name: str = "fake_stt"
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         self.calls += 1

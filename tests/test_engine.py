@@ -13,7 +13,7 @@ from oviya.engine import TurnEngine
 from oviya.events import AudioOut, ErrorEvent, TranscriptEvent, TurnDone
 from oviya.realtime import clip_then_silence
 from oviya.realtime import play as play_frames
-from oviya.stt import WhisperTranscriber
+from oviya.stt.whisper import WhisperTranscriber
 
 
 @pytest.fixture(scope="module")

@@ -46,5 +46,5 @@ def run(ctx: Context) -> dict:
         ax.barh([r["file"].split("/")[-1] for r in rows], [r["wer"] for r in rows])
         ax.set_xlabel("WER")
         ax.tick_params(axis="y", labelsize=6)
-    return {"clips": len(rows), "model": ctx.settings.stt.model, "wer": round(wer(refs, hyps), 4),
+    return {"clips": len(rows), "model": ctx.settings.stt.model, "backend": stt.name, "wer": round(wer(refs, hyps), 4),
             "rtf": round(spent / audio_s, 4)}

