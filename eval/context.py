@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
+
+from tqdm import tqdm
 
 from eval.data import Clip
 from oviya.components import Components, load_components
 from oviya.config import Settings
+
+if TYPE_CHECKING:
+    from eval.cluster import RayPool
+
+S, T, R = TypeVar("S"), TypeVar("T"), TypeVar("R")
 
 
 @dataclass
@@ -26,6 +34,7 @@ class Context:
         url: an already running Oviya server to use instead of starting one.
         ab: the other configuration of an A/B run (``--ab``), None for a plain run; ``ab_spec`` as given.
         options: a task's own options (``csm_bench``: ``size``, ``device``, ``frames``).
+        ray: run :meth:`map`'s per-item work on Ray (``local``, ``auto`` or an address; eval/cluster.py), or None.
     """
 
     data: Path
@@ -38,13 +47,39 @@ class Context:
     ab: Settings | None = None
     ab_spec: str | None = None
     options: dict = field(default_factory=dict)
+    ray: str | None = None
     _components: Components | None = field(default=None, repr=False)
+    _states: dict = field(default_factory=dict, repr=False)
+    _pool: RayPool | None = field(default=None, repr=False)
 
     def components(self) -> Components:
         """The models of ``settings``, loaded once per run."""
         if self._components is None:
             self._components = load_components(self.settings)
         return self._components
+
+    def map(self, fn: Callable[[S, T], R], items: list[T], setup: Callable[[Settings], S], desc: str) -> list[R]:
+        """``[fn(setup(settings), item) for item in items]``, with a progress bar: here, or on Ray workers with
+        :attr:`ray` (``setup`` once per worker; ``fn`` and ``setup`` module-level so they pickle).
+
+        Raises:
+            ValueError: the Ray instance has fewer CPUs than ``eval.ray.cpus_per_trial``.
+        """
+        if self.ray is not None:
+            if self._pool is None:
+                from eval.cluster import RayPool
+
+                self._pool = RayPool(self.ray, self.settings)
+            return self._pool.map(fn, setup, items, desc, self.progress)
+        if setup not in self._states:
+            self._states[setup] = setup(self.settings)
+        return [fn(self._states[setup], item) for item in tqdm(items, desc=desc, file=self.progress)]
+
+    def close(self) -> None:
+        """Release the Ray workers, if any."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def limit(self, default: int, quick: int) -> int:
         """How many items a task should take."""

@@ -29,6 +29,9 @@ TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "s
 # Run only when named (not by `all`): a benchmark of the GPU voice, meant for a GPU host.
 BENCHMARKS = ["csm_bench"]
 
+# Tasks whose per-item work runs on Ray workers with --ray (eval/cluster.py).
+RAY_TASKS = ["stt", "vad", "safety"]
+
 
 # The summary.json keys every run carries (null when not measured), per task.
 CONTRACT = {
@@ -81,9 +84,11 @@ def _report(summary: dict, out: Path) -> str:
 
 
 def make_context(data: Path | None = None, out: Path | None = None, profile: str | None = None, quick: bool = False,
-                 url: str | None = None, ab: str | None = None, options: dict | None = None) -> Context:
+                 url: str | None = None, ab: str | None = None, options: dict | None = None,
+                 ray: str | None = None) -> Context:
     """A run's context: ``data`` defaults to ``eval.data_dir``, ``out`` to ``runs/latest`` (created); ``ab``: the
-    B side of an A/B run (:func:`ab_settings`); ``options``: a task's own (``csm_bench``: size, device, frames).
+    B side of an A/B run (:func:`ab_settings`); ``options``: a task's own (``csm_bench``: size, device, frames);
+    ``ray``: run the per-item work of :data:`RAY_TASKS` on Ray (``local``, ``auto`` or an address).
 
     Raises:
         FileNotFoundError: an unknown profile. ValueError, pydantic.ValidationError: a bad ``ab`` override.
@@ -93,7 +98,7 @@ def make_context(data: Path | None = None, out: Path | None = None, profile: str
     out = Path(out or PROJECT_ROOT / "runs" / "latest")
     out.mkdir(parents=True, exist_ok=True)
     return Context(data=data, out=out, clips=load_manifest(data), settings=settings, quick=quick, url=url,
-                   ab=ab_settings(ab, settings.profile) if ab else None, ab_spec=ab, options=options or {})
+                   ab=ab_settings(ab, settings.profile) if ab else None, ab_spec=ab, options=options or {}, ray=ray)
 
 
 def ab_settings(spec: str, profile: str) -> Settings:
@@ -122,12 +127,15 @@ def run_tasks(ctx: Context, tasks: list[str]) -> dict:
     thread while the caller waits.
 
     Raises:
-        ValueError: an unknown task name, or an A/B run of another task than ``latency``.
+        ValueError: an unknown task name, an A/B run of another task than ``latency``, or a Ray run of a task not in
+            :data:`RAY_TASKS`.
     """
     if unknown := [t for t in tasks if t not in TASKS + BENCHMARKS]:
         raise ValueError(f"unknown eval task(s) {unknown}; known: {TASKS + BENCHMARKS}")
     if ctx.ab is not None and tasks != ["latency"]:
         raise ValueError("an A/B run (--ab) is for the latency task alone")
+    if ctx.ray is not None and (other := [t for t in tasks if t not in RAY_TASKS]):
+        raise ValueError(f"--ray runs {', '.join(RAY_TASKS)}; not {', '.join(other)}")
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -138,10 +146,13 @@ def run_tasks(ctx: Context, tasks: list[str]) -> dict:
 
 def _run(ctx: Context, tasks: list[str]) -> dict:
     summary: dict = {}
-    for task in tasks:
-        section = importlib.import_module(f"eval.tasks.{task}").run(ctx)
-        summary[task] = {**dict.fromkeys(CONTRACT[task]), **section}
-    summary["meta"] = _meta(ctx.settings.profile, ctx.data)
+    try:
+        for task in tasks:
+            section = importlib.import_module(f"eval.tasks.{task}").run(ctx)
+            summary[task] = {**dict.fromkeys(CONTRACT[task]), **section}
+    finally:
+        ctx.close()
+    summary["meta"] = {**_meta(ctx.settings.profile, ctx.data), "ray": ctx.ray}
     (ctx.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (ctx.out / "report.md").write_text(_report(summary, ctx.out))
     return summary

@@ -293,6 +293,10 @@ class LimitSettings(_Section):
                                                          "turn, merged continuations included")
 
 
+class EvalRaySettings(_Section):
+    cpus_per_trial: float = Field(gt=0, description="Ray CPUs each eval worker reserves: timings never share cores")
+
+
 class EvalSettings(_Section):
     data_dir: Path = Field(description="manifest dir; relative to the project root")
     text_data_dir: Path = Field(description="safety.jsonl / prompts.jsonl used when the data dir has none")
@@ -300,6 +304,7 @@ class EvalSettings(_Section):
     page_timeout_s: float = Field(gt=0, description="an eval run from the page is stopped after this long")
     turn_sweep_min_silence_ms: list[int] = Field(description="eval turn: the pauses Smart Turn is asked after, swept")
     turn_sweep_thresholds: list[float] = Field(description="eval turn: the P(complete) thresholds, swept")
+    ray: EvalRaySettings
 
     @field_validator("data_dir", "text_data_dir")
     @classmethod

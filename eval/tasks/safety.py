@@ -23,19 +23,26 @@ from oviya.assets import sha256_file
 from oviya.brain import semantic_safety as ss
 from oviya.brain.embedding import SentenceEmbedder
 from oviya.brain.safety import SafetyRouter, SafetyRules, load_rules
-from oviya.config import CONFIG_DIR
+from oviya.config import CONFIG_DIR, Settings
 
 FOLDS = 5
 SWEEP = (0.7, 0.8, 0.85, 0.9, 0.95)  # semantic thresholds the cross-validation also reports
 
 
+def judge(router: SafetyRouter, item: dict) -> dict:
+    """One labelled line with the router's verdict (``previous``, when given, is judged with it)."""
+    verdict = router.check_input(item["text"], item.get("previous"))
+    return {**item, "flagged": verdict.category if verdict else None, "source": verdict.source if verdict else None,
+            "crisis_flagged": bool(verdict and verdict.crisis), "match": verdict.match if verdict else None}
+
+
+def shipped_router(settings: Settings) -> SafetyRouter:
+    """The app's router: the configured rules and the shipped semantic head (what each worker loads once)."""
+    return SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety), ss.SemanticSafety(SentenceEmbedder()))
+
+
 def _judge(router: SafetyRouter, rows: list[dict]) -> list[dict]:
-    out = []
-    for item in rows:
-        verdict = router.check_input(item["text"], item.get("previous"))
-        out.append({**item, "flagged": verdict.category if verdict else None, "source": verdict.source if verdict else None,
-                    "crisis_flagged": bool(verdict and verdict.crisis), "match": verdict.match if verdict else None})
-    return out
+    return [judge(router, item) for item in rows]
 
 
 def _rate(rows: list[dict]) -> float | None:
@@ -86,12 +93,11 @@ def run(ctx: Context) -> dict:
         return {"skipped": "no safety.jsonl", "recall": None, "fp_rate": None}
     rules = load_rules(CONFIG_DIR / ctx.settings.brain.safety)
     items = ctx.read_jsonl(path)
+    rows = ctx.map(judge, items, setup=shipped_router, desc="safety")
+    ctx.write_rows("safety", rows)
+    in_sample = sha256_file(path) == ss.Head.load().data_sha256
     # cross-validation judges every line once per fold and threshold: the embedder's cache holds them all
     embedder = SentenceEmbedder(cache_size=2 * len(items))
-    router = SafetyRouter(rules, ss.SemanticSafety(embedder))
-    rows = _judge(router, items)
-    ctx.write_rows("safety", rows)
-    in_sample = sha256_file(path) == router.semantic.head.data_sha256
     rules_only = _judge(SafetyRouter(rules), items)
     pos = [r for r in rows if r["crisis"]]
     neg = [r for r in rows if not r["crisis"]]

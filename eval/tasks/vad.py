@@ -19,11 +19,13 @@ import itertools
 import numpy as np
 import yaml
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve
-from tqdm import tqdm
 
 from eval.context import Context
+from eval.data import Clip
 from eval.plots import figure
-from oviya.vad import CHUNK_S, probabilities, segment_probs
+from oviya import assets
+from oviya.config import Settings
+from oviya.vad import CHUNK_S, SileroModel, probabilities, segment_probs
 
 CATEGORIES = ("vad", "vad_conversation", "vad_constructed", "vad_negative")
 GRID = {
@@ -66,16 +68,24 @@ def score(cases, settings) -> tuple[float, float]:
     return float(f1), cut / total if total else 0.0
 
 
+def silero(settings: Settings) -> SileroModel:
+    """The Silero VAD model (what each worker loads once)."""
+    return SileroModel(assets.SILERO_VAD_ONNX.locate(), settings.vad.onnx_threads)
+
+
+def clip_probabilities(model: SileroModel, clip: Clip) -> np.ndarray:
+    """Silero's speech probability per 32 ms chunk of one clip."""
+    return probabilities(model, clip.audio())
+
+
 def run(ctx: Context) -> dict:
     clips = [c for c in ctx.clips if c.category in CATEGORIES and c.speech_regions is not None]
     clips = clips[: ctx.limit(default=len(clips), quick=6)]
     if not clips:
         return {"skipped": "no clips with speech_regions", "roc_auc": None, "f1": None, "best_threshold": None}
-    vad = ctx.components().vad
-    cases = []
-    for clip in tqdm(clips, desc="vad", file=ctx.progress):
-        probs = probabilities(vad, clip.audio())
-        cases.append((probs, clip.speech_regions, labels(clip.speech_regions, len(probs))))
+    all_probs = ctx.map(clip_probabilities, clips, setup=silero, desc="vad")
+    cases = [(probs, clip.speech_regions, labels(clip.speech_regions, len(probs)))
+             for clip, probs in zip(clips, all_probs)]
     y = np.concatenate([c[2] for c in cases])
     p = np.concatenate([c[0] for c in cases])
     auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
