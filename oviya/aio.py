@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import nullcontext
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -79,3 +79,22 @@ async def iterate_in_thread(
             yield item
     finally:
         stop.set()
+
+
+class PerLoop(Generic[T]):
+    """One instance of ``factory()`` per running event loop, for async clients (httpx, openai) whose connection
+    pool belongs to the loop it was first used on: a model shared by a server's single loop and by runs that each
+    start their own (``asyncio.run`` per eval clip) must not carry a connection into a closed loop.
+    """
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._value: T | None = None
+
+    def get(self) -> T:
+        """The instance of the running loop (a new one when the loop changed). Raises RuntimeError outside a loop."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._value is None:
+            self._loop, self._value = loop, self._factory()
+        return self._value

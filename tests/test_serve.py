@@ -65,11 +65,10 @@ def test_remote_tts_streams_24khz_pcm_in_the_emotions_voice_style(service, setti
     assert tts.sample_rate == 24000
     text = "I am so sorry to hear that. Take all the time you need."
 
-    async def speak() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:  # one event loop: the client is bound to it
-        return (await collect(tts, text, "sad"), np.concatenate(await collect(components.tts, text, "sad")),
-                np.concatenate(await collect(tts, text, None)))
-
-    chunks, local, neutral = asyncio.run(speak())
+    # Each asyncio.run is a new event loop (as eval runs each clip): the client follows (oviya.aio.PerLoop).
+    chunks = asyncio.run(collect(tts, text, "sad"))
+    local = np.concatenate(asyncio.run(collect(components.tts, text, "sad")))
+    neutral = np.concatenate(asyncio.run(collect(tts, text, None)))
     audio = np.concatenate(chunks)
     assert audio.dtype == np.int16 and len(chunks) >= 1
     # The style travelled: sad is spoken slower than neutral, about as long as the same clause spoken locally
@@ -89,6 +88,7 @@ def test_remote_llm_streams_a_reply_through_the_api(service, settings):
 
     deltas = asyncio.run(reply())
     assert len(deltas) >= 2 and "".join(deltas).strip()
+    assert "".join(asyncio.run(reply())).strip()  # a second event loop: the client follows it (oviya.aio.PerLoop)
     chat.warmup([{"role": "system", "content": "You are kind."}])  # one token: the server now holds the prefix
     down = OpenAICompatChat(settings.llm.openai.model_copy(update={"base_url": DOWN_URL}))
     down.warmup([{"role": "system", "content": "You are kind."}])  # a server that is down is not an error at start-up

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
+from oviya.aio import PerLoop
 from oviya.config import OpenAISettings
 from oviya.llm import GenerationParams, LLMError, Message
 
@@ -27,8 +28,8 @@ class OpenAICompatChat:
         self.name = f"openai:{settings.model}@{settings.base_url}"
         # Local servers ignore the key, but the client insists on one.
         key = os.environ.get(settings.api_key_env) or "none"
-        self._client = openai.AsyncOpenAI(base_url=settings.base_url, api_key=key, timeout=settings.timeout_s,
-                                          max_retries=0)
+        self._client = PerLoop(lambda: openai.AsyncOpenAI(base_url=settings.base_url, api_key=key,
+                                                          timeout=settings.timeout_s, max_retries=0))
 
     def warmup(self, messages: list[Message]) -> None:
         """Blocking: ask for one token after ``messages``, so a server with a prefix cache (llama.cpp server, vLLM,
@@ -50,7 +51,7 @@ class OpenAICompatChat:
         import openai
 
         try:
-            response = await self._client.chat.completions.create(
+            response = await self._client.get().chat.completions.create(
                 model=self.settings.model, messages=list(messages), stream=True, max_tokens=params.max_tokens,
                 temperature=params.temperature, top_p=params.top_p,
             )

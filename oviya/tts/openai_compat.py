@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
+from oviya.aio import PerLoop
 from oviya.config import OpenAITTSSettings
 from oviya.tts import TTSError, clause_text
 
@@ -35,8 +36,8 @@ class OpenAICompatTTS:
         self.sample_rate = settings.sample_rate
         self.name = f"openai_compat:{settings.model}@{settings.base_url}"
         key = os.environ.get(settings.api_key_env) or "none"
-        self._client = openai.AsyncOpenAI(base_url=settings.base_url, api_key=key, timeout=settings.timeout_s,
-                                          max_retries=0)
+        self._client = PerLoop(lambda: openai.AsyncOpenAI(base_url=settings.base_url, api_key=key,
+                                                          timeout=settings.timeout_s, max_retries=0))
 
     async def synthesize(self, text: str, emotion: str | None = None) -> AsyncIterator[np.ndarray]:
         """Yields ``np.ndarray[int16]`` shape (n,) at :attr:`sample_rate` as the bytes arrive.
@@ -53,7 +54,7 @@ class OpenAICompatTTS:
         extra = {"instructions": emotion} if emotion and emotion != "neutral" else {}
         carry = b""  # an odd byte at a chunk's end belongs to the next sample
         try:
-            async with self._client.audio.speech.with_streaming_response.create(
+            async with self._client.get().audio.speech.with_streaming_response.create(
                     model=self.settings.model, voice=self.settings.voice, input=text, response_format="pcm",
                     **extra) as response:
                 async for data in response.iter_bytes():
