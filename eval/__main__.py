@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from eval.runner import BENCHMARKS, RAY_TASKS, TASKS, make_context, run_tasks
+from eval.runner import AB_TASKS, BENCHMARKS, RAY_TASKS, TASKS, make_context, run_tasks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small subset (CI smoke run)")
     p.add_argument("--url", default=None, help="use a running Oviya server instead of starting one")
     p.add_argument("--ab", default=None, metavar="PROFILE|KEY=VALUE,...",
-                   help="latency only: interleave this configuration (B) with the run's (A) on every clip and report "
-                        "paired B/A ratios, e.g. --ab turn.mode=vad_only")
+                   help="latency: interleave this configuration (B) with the run's (A) on every clip and report "
+                        "paired B/A ratios, e.g. --ab turn.mode=vad_only; load: a profile, each side its own server")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="auto|ADDRESS",
                    help=f"run the per-item work on Ray workers ({', '.join(RAY_TASKS)}): a local instance, or a "
                         "cluster (auto, ray://HOST:PORT)")
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="csm_bench: torch device, e.g. cuda (default cpu)")
     p.add_argument("--frames", type=int, default=None, help="csm_bench: frames per clause (default 25 = 2 s)")
     args = p.parse_args(argv)
-    if args.ab and args.task != "latency":
-        p.error("an A/B run (--ab) is for the latency task alone")
+    if args.ab and args.task not in AB_TASKS:
+        p.error(f"an A/B run (--ab) is for one of {', '.join(AB_TASKS)}")
     options = {k: v for k, v in {"size": args.size, "device": args.device, "frames": args.frames}.items()
                if v is not None}
     if args.ray and args.task not in RAY_TASKS:

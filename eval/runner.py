@@ -29,6 +29,9 @@ TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "s
 # Run only when named (not by `all`): a benchmark of the GPU voice, meant for a GPU host.
 BENCHMARKS = ["csm_bench"]
 
+# Tasks that run an interleaved A/B (--ab): latency (a profile or key=value overrides), load (a profile).
+AB_TASKS = ["latency", "load"]
+
 # Tasks whose per-item work runs on Ray workers with --ray (eval/cluster.py).
 RAY_TASKS = ["stt", "vad", "safety"]
 
@@ -127,13 +130,15 @@ def run_tasks(ctx: Context, tasks: list[str]) -> dict:
     thread while the caller waits.
 
     Raises:
-        ValueError: an unknown task name, an A/B run of another task than ``latency``, or a Ray run of a task not in
-            :data:`RAY_TASKS`.
+        ValueError: an unknown task name, an A/B run of a task not in :data:`AB_TASKS` (of ``load``: not a profile),
+            or a Ray run of a task not in :data:`RAY_TASKS`.
     """
     if unknown := [t for t in tasks if t not in TASKS + BENCHMARKS]:
         raise ValueError(f"unknown eval task(s) {unknown}; known: {TASKS + BENCHMARKS}")
-    if ctx.ab is not None and tasks != ["latency"]:
-        raise ValueError("an A/B run (--ab) is for the latency task alone")
+    if ctx.ab is not None and (len(tasks) != 1 or tasks[0] not in AB_TASKS):
+        raise ValueError(f"an A/B run (--ab) is for one of {', '.join(AB_TASKS)}")
+    if ctx.ab is not None and tasks == ["load"] and ctx.ab_spec != ctx.ab.profile:
+        raise ValueError("load --ab takes a profile (each side is its own app.py), not key=value overrides")
     if ctx.ray is not None and (other := [t for t in tasks if t not in RAY_TASKS]):
         raise ValueError(f"--ray runs {', '.join(RAY_TASKS)}; not {', '.join(other)}")
     try:

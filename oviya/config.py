@@ -440,7 +440,8 @@ def load_settings(profile: str | None = None, config_dir: Path = CONFIG_DIR, **o
     merged["profile"] = profile
     if "OVIYA_ICE_HOSTS" in os.environ:
         merged.setdefault("server", {})["ice_hosts"] = os.environ["OVIYA_ICE_HOSTS"]
-    return Settings(**merged)
+    # OVIYA_PROFILE in the environment would also overwrite the field: it names the profile these values came from
+    return Settings(**merged).model_copy(update={"profile": profile})
 
 
 @lru_cache(maxsize=1)

@@ -49,3 +49,9 @@ def test_persona_file_loads_and_builds_a_system_prompt():
     assert "markdown" in p.system_message()
     with pytest.raises(FileNotFoundError, match="oviya"):
         load_persona("nobody")
+
+
+def test_a_named_profile_is_the_one_recorded_even_when_oviya_profile_names_another(monkeypatch):
+    monkeypatch.setenv("OVIYA_PROFILE", "cpu")
+    s = load_settings("remote")
+    assert s.profile == "remote" and s.stt.chain == ["openai_compat", "faster_whisper"]

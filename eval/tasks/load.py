@@ -10,6 +10,11 @@ arrived (mid-reply, the harder case for clean-up). The server's asyncio tasks, t
 are read after a few warm-up calls and again after the cycles, once no call is open.
 
 The server (``python app.py`` on loopback, unless ``--url``) allows every call from this one client address.
+
+A/B (``--ab PROFILE``): two servers, the run's profile (A) and ``PROFILE`` (B), and every round of every N goes to
+both, the order alternating (A, B / B, A) with the same clips in the same slots; each side's ``by_n`` and, per N,
+``paired_ratio``: the median over call pairs of B / A client v2v. No leak check in an A/B run. This is how stages on
+a Ray Serve application (``--ab remote``, ``python -m oviya.serve`` running) compare with stages in the app's process.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import time
 
 import httpx
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
@@ -61,9 +67,50 @@ def run(ctx: Context, levels: tuple[int, ...] | None = None, cycles: int | None 
     token = os.environ.get("OVIYA_AUTH_TOKEN") if ctx.url else None
     if ctx.url:
         return _measure(ctx, ctx.url, clips, levels, rounds, cycles, token)
-    env = {**SERVER_ENV, "OVIYA_SERVER__TRANSCRIPTS_DIR": str(ctx.out / "load_transcripts")}
-    with local_app(ctx.out / "load_app.log", env=env) as url:
-        return _measure(ctx, url, clips, levels, rounds, cycles, token)
+    with _server(ctx, ctx.settings.profile, "A" if ctx.ab else "") as url:
+        if ctx.ab is None:
+            return _measure(ctx, url, clips, levels, rounds, cycles, token)
+        with _server(ctx, ctx.ab.profile, "B") as url_b:
+            return _measure_ab(ctx, {"A": url, "B": url_b}, clips, levels, rounds)
+
+
+def _server(ctx: Context, profile: str, side: str):
+    """``app.py`` on ``profile`` with the load test's limits, its log and transcripts under the output dir."""
+    env = {**SERVER_ENV, "OVIYA_PROFILE": profile,
+           "OVIYA_SERVER__TRANSCRIPTS_DIR": str(ctx.out / f"load_transcripts{side}")}
+    return local_app(ctx.out / f"load_app{side}.log", env=env)
+
+
+def _by_n(rows: list[dict], levels: tuple[int, ...]) -> dict:
+    by_n = {}
+    for n in levels:
+        v2v = [row["v2v_ms"] for row in rows if row["n"] == n]
+        by_n[str(n)] = {"calls": len(v2v), "answered": sum(v is not None for v in v2v),
+                        "v2v_ms_p50": percentile(v2v, 50), "v2v_ms_p95": percentile(v2v, 95)}
+    return by_n
+
+
+def _measure_ab(ctx: Context, urls: dict[str, str], clips: list, levels: tuple[int, ...], rounds: int) -> dict:
+    rows = []
+    with tqdm(total=len(levels) * rounds * 2, desc="load A/B", file=ctx.progress) as bar:
+        for n in levels:
+            for r in range(rounds):
+                batch = [clips[(r * n + i) % len(clips)] for i in range(n)]
+                for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                    results = asyncio.run(_calls_at_once(urls[side], batch, None))
+                    rows += [{"config": side, "n": n, "round": r, "slot": i, "file": str(c.path.relative_to(ctx.data)),
+                              **res} for i, (c, res) in enumerate(zip(batch, results))]
+                    bar.update()
+    ctx.write_rows("load", rows)
+    sides = {side: _by_n([row for row in rows if row["config"] == side], levels) for side in ("A", "B")}
+    a = {(row["n"], row["round"], row["slot"]): row["v2v_ms"] for row in rows if row["config"] == "A"}
+    ratios = {}
+    for n in levels:
+        pairs = [row["v2v_ms"] / a[key] for row in rows if row["config"] == "B" and row["n"] == n
+                 and row["v2v_ms"] and a.get(key := (row["n"], row["round"], row["slot"]))]
+        ratios[str(n)] = round(float(np.median(pairs)), 3) if pairs else None
+    return {"by_n": sides["A"], "A": {"profile": ctx.settings.profile, "by_n": sides["A"]},
+            "B": {"profile": ctx.ab.profile, "by_n": sides["B"]}, "paired_ratio": ratios}
 
 
 def _measure(ctx: Context, url: str, clips: list, levels: tuple[int, ...], rounds: int, cycles: int,
@@ -74,11 +121,7 @@ def _measure(ctx: Context, url: str, clips: list, levels: tuple[int, ...], round
             batch = [clips[(r * n + i) % len(clips)] for i in range(n)]
             results = asyncio.run(_calls_at_once(url, batch, token))
             rows += [{"n": n, "round": r, "file": str(c.path.relative_to(ctx.data)), **res} for c, res in zip(batch, results)]
-    by_n = {}
-    for n in levels:
-        v2v = [row["v2v_ms"] for row in rows if row["n"] == n]
-        by_n[str(n)] = {"calls": len(v2v), "answered": sum(v is not None for v in v2v),
-                        "v2v_ms_p50": percentile(v2v, 50), "v2v_ms_p95": percentile(v2v, 95)}
+    by_n = _by_n(rows, levels)
     ctx.write_rows("load", rows)
     summary = {"by_n": by_n, "v2v_ms_p50_n1": by_n.get("1", {}).get("v2v_ms_p50")}
     if max(levels) > 1 and by_n["1"]["v2v_ms_p50"]:
