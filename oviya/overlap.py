@@ -29,9 +29,18 @@ class OverlapJudge:
     """
 
     def __init__(self, settings: BargeInSettings) -> None:
-        self._backchannels = {w.lower() for w in settings.backchannel_words}
+        self._backchannels = {tuple(words_of(w)) for w in settings.backchannel_words}
         self._echo_min_s = settings.echo_min_ms / 1000
         self._echo_share = settings.echo_word_share
+
+    def _only_backchannels(self, words: list[str]) -> bool:
+        """True when ``words`` split into consecutive backchannel entries (single or multi-word), left to right."""
+        longest = max(map(len, self._backchannels), default=0)
+        ends = {0}  # word positions reachable by whole entries
+        for i in range(1, len(words) + 1):
+            if any(i - k in ends and tuple(words[i - k:i]) in self._backchannels for k in range(1, longest + 1)):
+                ends.add(i)
+        return len(words) in ends
 
     def residual_echo(self, voiced_s: float, echo_present: bool) -> bool:
         """Before any transcription: while echo is being cancelled, talk-over with less than ``echo_min_ms`` of
@@ -41,14 +50,15 @@ class OverlapJudge:
     def judge(self, heard: str, reply_text: str) -> Verdict:
         """The verdict for an overlap transcribed as ``heard`` while Oviya was saying ``reply_text``.
 
-        ``noise``: no words. ``backchannel``: only backchannel words ("yeah", "uh huh", "got it").  ``echo``: at
+        ``noise``: no words. ``backchannel``: nothing but backchannels, one or several in a row ("yeah", "uh huh,
+        okay", "oh wow, I see"), each a whole entry of ``backchannel_words``. ``echo``: at
         least ``echo_word_share`` of the words are in her reply (her voice through the microphone, not yet learnt by
         the echo canceller). Else ``barge_in``.
         """
         words = words_of(heard)
         if not words:
             return "noise"
-        if all(w in self._backchannels for w in words) or " ".join(words) in self._backchannels:
+        if self._only_backchannels(words):
             return "backchannel"
         said = set(words_of(reply_text))
         if sum(w in said for w in words) >= self._echo_share * len(words):

@@ -35,6 +35,10 @@ def judge() -> OverlapJudge:
     ("Uh huh.", "backchannel"),
     ("Okay, right.", "backchannel"),
     ("Got it", "backchannel"),
+    ("Uh huh, okay.", "backchannel"),  # several backchannels in a row, multi-word ones among them
+    ("Oh wow, I see.", "backchannel"),
+    ("Uh-huh.", "backchannel"),
+    ("Uh, I see what you mean, but no.", "barge_in"),  # "uh" alone is no backchannel entry
     ("the museum opens at nine", "echo"),  # her own words back through the microphone
     ("Wait, stop.", "barge_in"),
     ("Yeah, but what about Sunday?", "barge_in"),  # a backchannel word opening a real turn
