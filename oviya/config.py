@@ -93,17 +93,23 @@ class BackchannelSettings(_Section):
     emotion: str = Field(description="voice style of the backchannel (an emotion_map label)")
 
 
-class OpenAISTTSettings(_Section):
+class OpenAIEndpoint(_Section):
+    """An OpenAI-compatible server, as each stage's remote chain member reaches it."""
+
     base_url: str = Field(description="an OpenAI-compatible server's /v1 URL")
     model: str
     api_key_env: str = Field(description="environment variable holding the API key")
-    timeout_s: float = Field(gt=0, description="a transcription slower than this fails over to the next backend")
+    timeout_s: float = Field(gt=0, description="a request slower than this fails (the chain asks the next member)")
+
+    def api_key(self) -> str:
+        """The key from ``api_key_env``; "none" when unset (local servers ignore it, the client insists on one)."""
+        return os.environ.get(self.api_key_env) or "none"
 
 
 class STTSettings(_Section):
     chain: list[Literal["faster_whisper", "openai_compat"]] = Field(min_length=1, description="fallback order")
     retry_after_s: float = Field(ge=0, description="a failed backend is skipped for this long")
-    openai: OpenAISTTSettings
+    openai: OpenAIEndpoint
     model: str = Field(description="'tiny.en' / 'base' (embedded), a faster-whisper name, or a model dir")
     device: str
     compute_type: str
@@ -133,11 +139,7 @@ class OllamaSettings(_Section):
     backoff_s: float = Field(ge=0, description="first retry delay (s), doubling")
 
 
-class OpenAISettings(_Section):
-    base_url: str
-    model: str
-    api_key_env: str = Field(description="environment variable holding the API key")
-    timeout_s: float
+class OpenAISettings(OpenAIEndpoint):
     warmup_timeout_s: float = Field(gt=0, description="a prompt warm-up waits at most this long")
 
 
@@ -195,12 +197,8 @@ class CsmSettings(_Section):
     context_clauses: int = Field(ge=0, description="recently spoken clauses given as context")
 
 
-class OpenAITTSSettings(_Section):
-    base_url: str = Field(description="an OpenAI-compatible server's /v1 URL")
-    model: str
+class OpenAITTSSettings(OpenAIEndpoint):
     voice: str
-    api_key_env: str = Field(description="environment variable holding the API key")
-    timeout_s: float = Field(gt=0)
     sample_rate: int = Field(gt=0, description="Hz of the server's pcm response (OpenAI's API: 24000)")
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 
 from oviya.aio import PerLoop
@@ -26,10 +25,12 @@ class OpenAICompatChat:
 
         self.settings = settings
         self.name = f"openai:{settings.model}@{settings.base_url}"
-        # Local servers ignore the key, but the client insists on one.
-        key = os.environ.get(settings.api_key_env) or "none"
+        key = settings.api_key()
         self._client = PerLoop(lambda: openai.AsyncOpenAI(base_url=settings.base_url, api_key=key,
                                                           timeout=settings.timeout_s, max_retries=0))
+        # Warm-ups are blocking calls (start-up, a persona change, a pause's prompt): one synchronous client for all.
+        self._warmup_client = openai.OpenAI(base_url=settings.base_url, api_key=key,
+                                            timeout=settings.warmup_timeout_s, max_retries=0)
 
     def warmup(self, messages: list[Message]) -> None:
         """Blocking: ask for one token after ``messages``, so a server with a prefix cache (llama.cpp server, vLLM,
@@ -37,15 +38,11 @@ class OpenAICompatChat:
         down or slower than ``warmup_timeout_s`` is logged, not raised."""
         import openai
 
-        key = os.environ.get(self.settings.api_key_env) or "none"
-        client = openai.OpenAI(base_url=self.settings.base_url, api_key=key, timeout=self.settings.warmup_timeout_s,
-                               max_retries=0)
         try:
-            client.chat.completions.create(model=self.settings.model, messages=list(messages), max_tokens=1)
+            self._warmup_client.chat.completions.create(model=self.settings.model, messages=list(messages),
+                                                        max_tokens=1)
         except openai.OpenAIError as e:
             log.warning("warm-up of %s failed: %s", self.name, e)
-        finally:
-            client.close()
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
         import openai

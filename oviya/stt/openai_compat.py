@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import soundfile as sf
 
-from oviya.config import OpenAISTTSettings
+from oviya.config import OpenAIEndpoint
 from oviya.stt import SAMPLE_RATE, STTError, Transcript, check_audio
 
 
@@ -27,14 +26,14 @@ class OpenAICompatTranscriber:
         settings: ``stt.openai`` (base URL, model, the env variable holding the key, timeout in s, language).
     """
 
-    def __init__(self, settings: OpenAISTTSettings, language: str | None) -> None:
+    def __init__(self, settings: OpenAIEndpoint, language: str | None) -> None:
         import openai
 
         self.settings = settings
         self.language = language
         self.name = f"openai_compat:{settings.model}@{settings.base_url}"
-        key = os.environ.get(settings.api_key_env) or "none"  # local servers ignore it; the client insists on one
-        self._client = openai.OpenAI(base_url=settings.base_url, api_key=key, timeout=settings.timeout_s, max_retries=0)
+        self._client = openai.OpenAI(base_url=settings.base_url, api_key=settings.api_key(), timeout=settings.timeout_s,
+                                     max_retries=0)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         import openai

@@ -9,7 +9,6 @@ instruction-following voices (gpt-4o-mini-tts) read the label as a free-text dir
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -35,8 +34,7 @@ class OpenAICompatTTS:
         self.settings = settings
         self.sample_rate = settings.sample_rate
         self.name = f"openai_compat:{settings.model}@{settings.base_url}"
-        key = os.environ.get(settings.api_key_env) or "none"
-        self._client = PerLoop(lambda: openai.AsyncOpenAI(base_url=settings.base_url, api_key=key,
+        self._client = PerLoop(lambda: openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key(),
                                                           timeout=settings.timeout_s, max_retries=0))
 
     async def synthesize(self, text: str, emotion: str | None = None) -> AsyncIterator[np.ndarray]:
