@@ -118,6 +118,6 @@ def with_faults(c: Components, plan: FaultPlan) -> Components:
         c,
         stt=FaultyTranscriber(c.stt, plan),
         llm=FallbackChat([FaultyChat(m, plan) for m in llm.models], llm.first_token_timeout_s,
-                         llm.stall_timeout_s, llm.retry_after_s),
+                         llm.stall_timeout_s, llm.health.retry_after_s),
         tts=FallbackTTS([FaultySynth(tts.synths[0], plan), *tts.synths[1:]], tts.first_audio_timeout_s, tts.styles),
     )

@@ -75,7 +75,7 @@ def test_fallback_replaces_a_down_backend_and_then_skips_it(settings, components
     assert text.strip() and chain.last_used == embedded(components).name
     assert time.monotonic() - t0 < 1.0 + 2.0  # refused at once; the embedded reply itself takes < 2 s here
     asyncio.run(collect(chain))
-    assert chain._order()[0] == 1  # the failed backend is tried last until retry_after_s has passed
+    assert chain.health.order()[0] == 1  # the failed backend is tried last until retry_after_s has passed
 
 
 def test_fallback_replaces_a_hanging_backend_within_its_first_token_timeout(settings, components):

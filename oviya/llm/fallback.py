@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from oviya.aio import within
+from oviya.cooldown import Cooldown
 from oviya.llm import ChatModel, GenerationParams, LLMError, Message
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,7 @@ class FallbackChat:
         self.name = " -> ".join(m.name for m in models)
         self.first_token_timeout_s = first_token_timeout_s
         self.stall_timeout_s = stall_timeout_s
-        self.retry_after_s = retry_after_s
-        self._clock = clock
-        self._failed_at: dict[int, float] = {}
+        self.health = Cooldown(len(models), retry_after_s, clock)
         self.last_used: str | None = None  # name of the backend that produced the last reply
 
     def reordered(self, order: list[int]) -> FallbackChat:
@@ -53,7 +52,7 @@ class FallbackChat:
             ValueError: an empty order. IndexError: an index outside the chain.
         """
         return FallbackChat([self.models[i] for i in order], self.first_token_timeout_s, self.stall_timeout_s,
-                            self.retry_after_s, self._clock)
+                            self.health.retry_after_s, self.health.clock)
 
     def warmup(self, messages: list[Message]) -> None:
         for m in self.models:
@@ -62,16 +61,11 @@ class FallbackChat:
     def warm_first(self, messages: list[Message]) -> None:
         """Blocking: :meth:`warmup` of the one backend the next call asks first (a mid-turn prompt warm-up: the
         others would only compete for the machine)."""
-        self.models[self._order()[0]].warmup(messages)
-
-    def _order(self) -> list[int]:
-        now = self._clock()
-        healthy = [i for i in range(len(self.models)) if now - self._failed_at.get(i, -1e9) >= self.retry_after_s]
-        return healthy + [i for i in range(len(self.models)) if i not in healthy]
+        self.models[self.health.order()[0]].warmup(messages)
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
         errors = []
-        order = self._order()
+        order = self.health.order()
         for i in order:
             model = self.models[i]
             it = model.stream(messages, params).__aiter__()
@@ -87,10 +81,10 @@ class FallbackChat:
                 reason = f"no first token in {timeout:.1f} s" if isinstance(e, TimeoutError) else str(e)
                 log.warning("LLM backend %s failed (%s); trying the next one", model.name, reason)
                 errors.append(f"{model.name}: {reason}")
-                self._failed_at[i] = self._clock()
+                self.health.failed(i)
                 await _close(it)
                 continue
-            self._failed_at.pop(i, None)
+            self.health.succeeded(i)
             self.last_used = model.name
             try:
                 if first is not None:
@@ -102,7 +96,7 @@ class FallbackChat:
                             break
             except (LLMError, TimeoutError, OSError) as e:
                 log.warning("LLM backend %s failed mid-reply (%s); the reply ends here", model.name, e or "stalled")
-                self._failed_at[i] = self._clock()
+                self.health.failed(i)
             finally:
                 await _close(it)
             return
