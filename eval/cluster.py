@@ -10,13 +10,13 @@ pickle: module-level functions of ``eval.tasks.*`` and plain data.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from oviya.config import PROJECT_ROOT, Settings
+from oviya.config import Settings
+from oviya.ray_init import init_ray
 
 
 class _Worker:
@@ -43,10 +43,7 @@ class RayPool:
     def __init__(self, address: str, settings: Settings) -> None:
         import ray
 
-        path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
-        local = {"include_dashboard": False, "_node_ip_address": "127.0.0.1"} if address == "local" else {}
-        ray.init(address=None if address == "local" else address, runtime_env={"env_vars": {"PYTHONPATH": path}},
-                 configure_logging=False, log_to_driver=False, **local)
+        init_ray(None if address == "local" else address, configure_logging=False, log_to_driver=False)
         cpus, per = ray.cluster_resources().get("CPU", 0), settings.eval.ray.cpus_per_trial
         if cpus < per:
             ray.shutdown()

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 
-from oviya.config import PROJECT_ROOT, load_settings
+from oviya.config import load_settings
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -40,12 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     import ray
     from ray import serve
 
+    from oviya.ray_init import init_ray
     from oviya.serve import ray_app
 
-    # Workers import oviya from the project root (the same path on every node of a cluster).
-    path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
-    local = {"include_dashboard": False, "_node_ip_address": "127.0.0.1"} if args.address is None else {}
-    ray.init(address=args.address, runtime_env={"env_vars": {"PYTHONPATH": path}}, **local)
+    init_ray(args.address)
     # SIGTERM (a supervisor, a test) ends like Ctrl-C, so the application and a local Ray instance are shut down.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
