@@ -31,9 +31,11 @@ def test_the_serve_application_answers_the_openai_audio_and_chat_api(service, se
     models = httpx.get(service.url + "/models").json()["data"]
     assert {m["stage"]: m["id"] for m in models} == {"stt": "tiny.en", "tts": "piper:joe-medium", "llm": "smollm2-135m"}
     audio, row = clip("stt/whisper.cpp/jfk.wav")
-    stt = OpenAICompatTranscriber(settings.stt.openai.model_copy(update={"base_url": service.url}), "en")
+    # stt.openai.timeout_s bounds a live turn's hand-over (2 s); this checks the answer, on a CI machine under load.
+    stt = OpenAICompatTranscriber(settings.stt.openai.model_copy(update={"base_url": service.url, "timeout_s": 30.0}),
+                                  "en")
     assert wer(row["transcript"], stt.transcribe(audio).text) <= 0.15
-    tts = OpenAICompatTTS(settings.tts.openai.model_copy(update={"base_url": service.url}))
+    tts = OpenAICompatTTS(settings.tts.openai.model_copy(update={"base_url": service.url, "timeout_s": 30.0}))
 
     async def speak() -> list[np.ndarray]:
         return [c async for c in tts.synthesize("Hello there, it is lovely to hear from you.", "joyful")]
@@ -61,6 +63,9 @@ def test_a_webrtc_call_on_the_remote_profile_goes_on_locally_when_the_service_st
     env = {"OVIYA_PROFILE": "remote", "OVIYA_LLM__LLAMA_CPP__MODEL": "smollm2-135m",
            "OVIYA_STT__OPENAI__BASE_URL": service.url, "OVIYA_TTS__OPENAI__BASE_URL": service.url,
            "OVIYA_LLM__OPENAI__BASE_URL": service.url, "OVIYA_LLM__OPENAI__MODEL": "smollm2-135m",
+           # turn 1 is served remotely even on a loaded CI machine; a stopped service still fails at once
+           "OVIYA_STT__OPENAI__TIMEOUT_S": "10", "OVIYA_LLM__FIRST_TOKEN_TIMEOUT_S": "5",
+           "OVIYA_TTS__FIRST_AUDIO_TIMEOUT_S": "5",
            "OVIYA_MEMORY__DIR": str(tmp_path / "memory"), "OVIYA_SERVER__TRANSCRIPTS_DIR": str(tmp_path / "tr")}
     restrict_ice_hosts(["127.0.0.1"])  # the client's candidates too: the call stays on loopback
     with local_app(tmp_path / "app.log", env=env) as url:
@@ -76,4 +81,5 @@ def test_a_webrtc_call_on_the_remote_profile_goes_on_locally_when_the_service_st
     assert {"canoe", "planks"} & set(local["user_text"].lower().strip(".").split()), local["user_text"]
     assert local["outcome"] == "answered"
     end = result.mic_started + (len(first) + len(gap)) / 16000 + speech_bounds(second)[1]
-    assert result.voiced_s(end, end + 15.0) >= 1.0  # her second reply was heard
+    # her second reply was heard (the tiny test LLM may answer in one word: "Birch." is 0.28 s of voice)
+    assert result.voiced_s(end, end + 15.0) >= 0.2
