@@ -1,4 +1,4 @@
-"""``python -m eval TASK --data DIR [--out DIR] [--profile cpu] [--quick] [--url URL] [--ab PROFILE|KEY=VALUE,...]
+"""``python -m eval TASK --data DIR [--out DIR] [--profile cpu] [--quick] [--url URL] [--ab PROFILE|KEY=VALUE,...|URL]
 [--ray [auto|ADDRESS]]``;
 ``python -m eval csm_bench [--size tiny|full] [--device cpu|cuda] [--frames N]`` (a GPU benchmark, not in ``all``).
 
@@ -25,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default=None, help="config/profiles/<name>.yaml (default: OVIYA_PROFILE or cpu)")
     p.add_argument("--quick", action="store_true", help="small subset (CI smoke run)")
     p.add_argument("--url", default=None, help="use a running Oviya server instead of starting one")
-    p.add_argument("--ab", default=None, metavar="PROFILE|KEY=VALUE,...",
+    p.add_argument("--ab", default=None, metavar="PROFILE|KEY=VALUE,...|URL",
                    help="latency: interleave this configuration (B) with the run's (A) on every clip and report "
-                        "paired B/A ratios, e.g. --ab turn.mode=vad_only; load: a profile, each side its own server")
+                        "paired B/A ratios, e.g. --ab turn.mode=vad_only; load, webrtc: a profile, each side its own "
+                        "server; webrtc also a running server's URL (e.g. an older commit's app.py)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="auto|ADDRESS",
                    help=f"run the per-item work on Ray workers ({', '.join(RAY_TASKS)}): a local instance, or a "
                         "cluster (auto, ray://HOST:PORT)")

@@ -32,7 +32,8 @@ class Context:
         settings: Oviya settings of the chosen profile.
         quick: run a small subset (CI smoke run).
         url: an already running Oviya server to use instead of starting one.
-        ab: the other configuration of an A/B run (``--ab``), None for a plain run; ``ab_spec`` as given.
+        ab: the other configuration of an A/B run (``--ab``), None for a plain run; ``ab_spec`` as given;
+            ``ab_url``: B is this running server (``--ab http://...``, webrtc only), ``ab`` then None.
         options: a task's own options (``csm_bench``: ``size``, ``device``, ``frames``).
         ray: run :meth:`map`'s per-item work on Ray (``local``, ``auto`` or an address; eval/cluster.py), or None.
     """
@@ -46,6 +47,7 @@ class Context:
     progress: TextIO = field(default=sys.stderr)
     ab: Settings | None = None
     ab_spec: str | None = None
+    ab_url: str | None = None
     options: dict = field(default_factory=dict)
     ray: str | None = None
     _components: Components | None = field(default=None, repr=False)

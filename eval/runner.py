@@ -30,7 +30,7 @@ TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "s
 BENCHMARKS = ["csm_bench"]
 
 # Tasks that run an interleaved A/B (--ab): latency (a profile or key=value overrides), load (a profile).
-AB_TASKS = ["latency", "load"]
+AB_TASKS = ["latency", "load", "webrtc"]
 
 # Tasks whose per-item work runs on Ray workers with --ray (eval/cluster.py).
 RAY_TASKS = ["stt", "vad", "safety"]
@@ -91,7 +91,8 @@ def make_context(data: Path | None = None, out: Path | None = None, profile: str
                  ray: str | None = None) -> Context:
     """A run's context: ``data`` defaults to ``eval.data_dir``, ``out`` to ``runs/latest`` (created); ``ab``: the
     B side of an A/B run (:func:`ab_settings`); ``options``: a task's own (``csm_bench``: size, device, frames);
-    ``ray``: run the per-item work of :data:`RAY_TASKS` on Ray (``local``, ``auto`` or an address).
+    ``ray``: run the per-item work of :data:`RAY_TASKS` on Ray (``local``, ``auto`` or an address). An ``ab`` that
+    starts with ``http://`` or ``https://`` is a running server (``ab_url``), e.g. an older commit's ``app.py``.
 
     Raises:
         FileNotFoundError: an unknown profile. ValueError, pydantic.ValidationError: a bad ``ab`` override.
@@ -100,8 +101,10 @@ def make_context(data: Path | None = None, out: Path | None = None, profile: str
     data = Path(data or settings.eval.data_dir).resolve()
     out = Path(out or PROJECT_ROOT / "runs" / "latest")
     out.mkdir(parents=True, exist_ok=True)
+    ab_url = ab if ab and ab.startswith(("http://", "https://")) else None
     return Context(data=data, out=out, clips=load_manifest(data), settings=settings, quick=quick, url=url,
-                   ab=ab_settings(ab, settings.profile) if ab else None, ab_spec=ab, options=options or {}, ray=ray)
+                   ab=ab_settings(ab, settings.profile) if ab and not ab_url else None, ab_spec=ab, ab_url=ab_url,
+                   options=options or {}, ray=ray)
 
 
 def ab_settings(spec: str, profile: str) -> Settings:
@@ -130,15 +133,17 @@ def run_tasks(ctx: Context, tasks: list[str]) -> dict:
     thread while the caller waits.
 
     Raises:
-        ValueError: an unknown task name, an A/B run of a task not in :data:`AB_TASKS` (of ``load``: not a profile),
-            or a Ray run of a task not in :data:`RAY_TASKS`.
+        ValueError: an unknown task name, an A/B run of a task not in :data:`AB_TASKS` (of ``load``/``webrtc``: not
+            a profile; ``webrtc`` also takes a running server's URL), or a Ray run of a task not in :data:`RAY_TASKS`.
     """
     if unknown := [t for t in tasks if t not in TASKS + BENCHMARKS]:
         raise ValueError(f"unknown eval task(s) {unknown}; known: {TASKS + BENCHMARKS}")
-    if ctx.ab is not None and (len(tasks) != 1 or tasks[0] not in AB_TASKS):
+    if ctx.ab_spec is not None and (len(tasks) != 1 or tasks[0] not in AB_TASKS):
         raise ValueError(f"an A/B run (--ab) is for one of {', '.join(AB_TASKS)}")
-    if ctx.ab is not None and tasks == ["load"] and ctx.ab_spec != ctx.ab.profile:
-        raise ValueError("load --ab takes a profile (each side is its own app.py), not key=value overrides")
+    if ctx.ab is not None and tasks[0] in ("load", "webrtc") and ctx.ab_spec != ctx.ab.profile:
+        raise ValueError(f"{tasks[0]} --ab takes a profile (each side is its own app.py), not key=value overrides")
+    if ctx.ab_url is not None and tasks != ["webrtc"]:
+        raise ValueError("--ab URL (a running server as B) is for webrtc; latency and load take a profile")
     if ctx.ray is not None and (other := [t for t in tasks if t not in RAY_TASKS]):
         raise ValueError(f"--ray runs {', '.join(RAY_TASKS)}; not {', '.join(other)}")
     try:

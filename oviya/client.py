@@ -29,6 +29,7 @@ from oviya.audio import resample, rms_dbfs, to_int16
 MIC_RATE = 48000
 FRAME_S = 0.02
 VOICED_DBFS = -45.0  # a received 20 ms frame louder than this counts as voiced reply audio
+SOUNDING_DBFS = -90.0  # ... and one louder than this carries any reply sound (between replies the track is zeros)
 
 
 class FileMicrophone(MediaStreamTrack):
@@ -109,9 +110,9 @@ class CallResult:
         """Seconds of voiced received audio that arrived in [after, before]."""
         return sum(d for t, db, d in self.frames if after <= t <= before and db > VOICED_DBFS)
 
-    def first_voiced_at(self, after: float) -> float | None:
-        """Arrival time of the first voiced frame after ``after``."""
-        return next((t for t, db, _ in self.frames if t >= after and db > VOICED_DBFS), None)
+    def first_voiced_at(self, after: float, level_dbfs: float = VOICED_DBFS) -> float | None:
+        """Arrival time of the first frame after ``after`` louder than ``level_dbfs`` (default: voiced)."""
+        return next((t for t, db, _ in self.frames if t >= after and db > level_dbfs), None)
 
     def v2v_ms(self, speech_end_s: float, within_s: float) -> float | None:
         """Client-side voice-to-voice: the clip's end of speech (``speech_end_s`` into it) → first voiced reply

@@ -36,6 +36,7 @@ def test_all_quick_on_a_copy_of_the_data_reports_every_contract_key(settings, tm
     assert "## latency" in report and "latency_cdf.png" in report and "latency_waterfall.png" in report
     assert summary["latency"]["v2v_ms_p95"] is not None and summary["latency"]["llm_ttft_ms_p95"] is not None
     assert summary["webrtc"]["client_path_ms_p50"] is not None and summary["webrtc"]["llm_ttft_ms_p95"] is not None
+    assert summary["webrtc"]["inbound_ms_p50"] is not None and summary["webrtc"]["outbound_ms_p50"] is not None
     assert summary["latency"]["preempt_reused_rate"] is not None  # the default profile prepares replies in pauses
     assert [p["min_silence_ms"] for p in summary["turn"]["sweep"]] == [200, 800]  # --quick: the curve's two ends
     for plot in ("vad_roc.png", "vad_threshold_sweep.png", "latency_cdf.png", "latency_waterfall.png",
@@ -92,6 +93,25 @@ def test_csm_bench_tiny_on_cpu_times_each_frame_loop_through_the_real_backend(tm
     wrong = subprocess.run([sys.executable, "-m", "eval", "vad", "--size", "full", "--out", str(tmp_path)],
                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert wrong.returncode != 0 and "csm_bench's options" in wrong.stderr
+
+
+def test_a_webrtc_ab_run_against_a_running_server_interleaves_calls_and_splits_the_client_path(app_server, tmp_path):
+    ctx = make_context(out=tmp_path, quick=True, url=app_server, ab=app_server)  # B: "an older commit's app.py"
+    ctx.clips = [c for c in ctx.clips if c.path.name == "test_en.wav"]  # one clip: a call to each side
+    summary = run_tasks(ctx, ["webrtc"])["webrtc"]
+    rows = [json.loads(line) for line in (tmp_path / "webrtc.jsonl").read_text().splitlines()]
+    assert [r["config"] for r in rows] == ["A", "B"] and rows[0]["file"] == rows[1]["file"]
+    assert summary["pairs"] == 1 and summary["B"]["server"] == app_server and summary["paired_ratio"]["v2v_ms"] > 0
+    for r in rows:  # the client's wait, split on the host's one clock: in, the server, out, the reply's quiet start
+        parts = r["inbound_ms"] + r["server_v2v_ms"] + r["outbound_ms"] + r["onset_ms"]
+        assert r["outbound_ms"] > 0 and abs(parts - r["v2v_ms"]) <= 1.0, r
+
+
+def test_a_server_url_as_b_is_for_webrtc_only(tmp_path):
+    ctx = make_context(out=tmp_path, quick=True, ab="http://127.0.0.1:9")
+    assert ctx.ab is None and ctx.ab_url == "http://127.0.0.1:9"
+    with pytest.raises(ValueError, match="webrtc"):
+        run_tasks(ctx, ["latency"])
 
 
 def test_audio_tasks_without_data_are_skipped_with_nulls(tmp_path):
