@@ -233,6 +233,8 @@ class ServerSettings(_Section):
     send_timeout_s: float = Field(gt=0, description="a client that takes longer to accept one message is dropped")
     mjpeg_viewers_per_call: int = Field(ge=1, description="simultaneous MJPEG viewers of one call's avatar")
     faults_api: bool = Field(description="mount POST /api/faults (fault injection for resilience tests)")
+    jitter_prefetch_frames: int | None = Field(ge=0, le=8, description="20 ms frames the server's receive jitter "
+                                               "buffer holds (oviya/server/jitter.py); null: aiortc's 4")
 
     @field_validator("transcripts_dir")
     @classmethod

@@ -102,8 +102,8 @@ def test_a_webrtc_ab_run_against_a_running_server_interleaves_calls_and_splits_t
     rows = [json.loads(line) for line in (tmp_path / "webrtc.jsonl").read_text().splitlines()]
     assert [r["config"] for r in rows] == ["A", "B"] and rows[0]["file"] == rows[1]["file"]
     assert summary["pairs"] == 1 and summary["B"]["server"] == app_server and summary["paired_ratio"]["v2v_ms"] > 0
-    for r in rows:  # the client's wait, split on the host's one clock: in, the server, out, the reply's quiet start
-        parts = r["inbound_ms"] + r["server_v2v_ms"] + r["outbound_ms"] + r["onset_ms"]
+    for r in rows:  # the client's wait, split on the host's one clock: VAD, in, server, out, quiet start
+        parts = r["vad_end_ms"] + r["inbound_ms"] + r["server_v2v_ms"] + r["outbound_ms"] + r["onset_ms"]
         assert r["outbound_ms"] > 0 and abs(parts - r["v2v_ms"]) <= 1.0, r
 
 

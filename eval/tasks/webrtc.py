@@ -9,8 +9,9 @@ The server's record of each answered turn arrives on the data channel: its stage
 ``latency``'s, from the VAD's end of speech) and p50/p95 per stage; ``client_path_ms`` = client v2v − server v2v is
 what the way out adds (the player's lead, FastRTC's output queue, Opus, the client's jitter buffer; the server's t = 0
 is the VAD's end of speech, so it also holds the VAD's release lag). A server on this host shares the client's
-monotonic clock, so the client path is split (:func:`path_split`): ``inbound_ms`` (the way in), ``outbound_ms`` (the
-way out) and ``onset_ms`` (the reply's quiet start).
+monotonic clock, so the client path is split (:func:`path_split`): ``vad_end_ms`` (where Silero puts the end of speech
+in the clip, offline, relative to t = 0), ``inbound_ms`` (the way in), ``outbound_ms`` (the way out) and ``onset_ms``
+(the reply's quiet start); with the server's v2v they add up to the client's.
 
 A/B (``--ab PROFILE`` or ``--ab URL``): every clip is played to two servers, the order alternating (A, B, B, A, …):
 A is the run's profile (or ``--url``), B a profile's own ``app.py`` or a running server — e.g. an older commit's
@@ -34,15 +35,18 @@ from eval.plots import figure, waterfall
 from eval.server import local_app
 from eval.stats import percentile
 from eval.tasks.latency import STAGES
+from eval.tasks.vad import silero
 from oviya.client import SOUNDING_DBFS, CallResult, talk
+from oviya.config import Settings
 from oviya.events import TurnRecord
 from oviya.server.ice import restrict_ice_hosts
+from oviya.vad import SAMPLE_RATE, SileroModel, probabilities, segment_probs
 
 log = logging.getLogger(__name__)
 
 LISTEN_S = 10.0  # the reply must start within this many seconds of the end of speech
 RECORD_WAIT_S = 30.0  # upper bound on one call after the clip: reply start + its playout
-PATH = ("inbound_ms", "outbound_ms", "onset_ms")
+PATH = ("vad_end_ms", "inbound_ms", "outbound_ms", "onset_ms")
 FIGURES = ("v2v_ms", "server_v2v_ms", "client_path_ms", *PATH, *STAGES)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -74,9 +78,10 @@ def _server(ctx: Context, url: str | None, profile: str | None, side: str) -> It
         yield started
 
 
-def measure_call(url: str, audio: np.ndarray) -> dict:
+def measure_call(url: str, audio: np.ndarray, vad_end_s: float | None = None) -> dict:
     """One call playing ``audio`` (float32, 16 kHz) as its microphone: client v2v (ms), the server's turn record's
-    v2v and stage timings, the voiced reply (s), the texts, and the record itself (``record``: its dict)."""
+    v2v and stage timings, the client path's parts (``vad_end_s``: :func:`vad_end` of the clip), the voiced reply (s),
+    the texts, and the record itself (``record``: its dict)."""
     bounds = speech_bounds(audio)
     # keep listening after the first audio until the turn's record arrives (sent when the reply has played)
     result = asyncio.run(talk(url, audio, listen_s=RECORD_WAIT_S, until_answers=1))
@@ -87,22 +92,33 @@ def measure_call(url: str, audio: np.ndarray) -> dict:
     return {
         "v2v_ms": v2v, "server_v2v_ms": server_v2v,
         "client_path_ms": round(v2v - server_v2v, 1) if v2v is not None and server_v2v is not None else None,
-        **(path_split(result, turn, t_end) if httpx.URL(url).host in LOOPBACK else dict.fromkeys(PATH)),
+        **(path_split(result, turn, t_end, result.mic_started + vad_end_s if vad_end_s is not None else None)
+           if httpx.URL(url).host in LOOPBACK else dict.fromkeys(PATH)),
         **{k: turn.get(k) for k in STAGES}, "preempt": turn.get("preempt"),
         "voiced_reply_s": round(result.voiced_s(t_end, t_end + LISTEN_S), 2),
         "user_text": turn.get("user_text"), "reply_text": turn.get("reply_text"), "record": turn or None,
     }
 
 
-def path_split(result: CallResult, turn: dict, t_end: float) -> dict:
+def vad_end(model: SileroModel, settings: Settings, audio: np.ndarray) -> float | None:
+    """Where Silero (``settings.vad``) ends the clip's last speech region, s into ``audio`` (16 kHz float32), run
+    offline with a second of silence after it; the server's VAD hears the call's Opus-coded copy, so its end may
+    differ by a 32 ms chunk."""
+    padded = np.concatenate([audio, np.zeros(SAMPLE_RATE, np.float32)])
+    regions = segment_probs(probabilities(model, padded), settings.vad)
+    return regions[-1][1] if regions else None
+
+
+def path_split(result: CallResult, turn: dict, t_end: float, vad_sent: float | None = None) -> dict:
     """The client path of one call, in ms, on the host's monotonic clock (the server and client on one host share it;
     None where the record or the audio is missing).
 
-    ``inbound_ms``: the clip's end of speech (``t_end``, sent by the client) → the server's VAD end of speech (the
-    client's 20 ms framing, Opus, the server's jitter buffer, FastRTC's input resampling, where the VAD puts the end);
-    ``outbound_ms``: the server's first reply frame out (``first_audio_out``) → the first frame with any sound at the
+    ``vad_end_ms``: the clip's end of speech (``t_end``) → the moment the client sent the sample where the VAD ends
+    speech (``vad_sent``; negative when the VAD ends it before the energy rule); ``inbound_ms``: that moment → the
+    server's VAD end of speech (the client's 20 ms framing, Opus, the server's jitter buffer, FastRTC's input
+    resampling); ``outbound_ms``: the server's first reply frame out (``first_audio_out``) → the first frame with any sound at the
     client (FastRTC's output queue and pacing, Opus, the client's jitter buffer); ``onset_ms``: that frame → the first
-    voiced one (the reply's quiet start). inbound + server v2v + outbound + onset = client v2v."""
+    voiced one (the reply's quiet start). vad_end + inbound + server v2v + outbound + onset = client v2v."""
     speech_end, out = turn.get("speech_end"), turn.get("first_audio_out")
     sounding = result.first_voiced_at(out, SOUNDING_DBFS) if out else None
     voiced = result.first_voiced_at(sounding) if sounding else None
@@ -110,7 +126,8 @@ def path_split(result: CallResult, turn: dict, t_end: float) -> dict:
     def ms(a: float | None, b: float | None) -> float | None:
         return round((b - a) * 1000, 1) if a is not None and b is not None else None
 
-    return {"inbound_ms": ms(t_end, speech_end), "outbound_ms": ms(out, sounding), "onset_ms": ms(sounding, voiced)}
+    return {"vad_end_ms": ms(t_end, vad_sent), "inbound_ms": ms(vad_sent, speech_end), "outbound_ms": ms(out, sounding),
+            "onset_ms": ms(sounding, voiced)}
 
 
 def _figures(rows: list[dict]) -> dict:
@@ -133,18 +150,21 @@ def _waterfall(ctx: Context, rows: list[dict]) -> None:
 
 
 def _measure(ctx: Context, url: str, clips: list) -> dict:
-    rows = [{"file": str(clip.path.relative_to(ctx.data)), **measure_call(url, clip.audio())}
+    model = silero(ctx.settings)
+    rows = [{"file": str(clip.path.relative_to(ctx.data)),
+             **measure_call(url, clip.audio(), vad_end(model, ctx.settings, clip.audio()))}
             for clip in tqdm(clips, desc="webrtc", file=ctx.progress)]
     _waterfall(ctx, rows)
     return _figures(rows)
 
 
 def _measure_ab(ctx: Context, urls: dict[str, str], clips: list) -> dict:
-    rows = []
+    rows, model = [], silero(ctx.settings)
     for i, clip in enumerate(tqdm(clips, desc="webrtc A/B", file=ctx.progress)):
+        end = vad_end(model, ctx.settings, clip.audio())
         for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
             rows.append({"config": side, "file": str(clip.path.relative_to(ctx.data)),
-                         **measure_call(urls[side], clip.audio())})
+                         **measure_call(urls[side], clip.audio(), end)})
     _waterfall(ctx, rows)
     a = {r["file"]: r for r in rows if r["config"] == "A"}
     b = {r["file"]: r for r in rows if r["config"] == "B"}

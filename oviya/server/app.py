@@ -40,6 +40,7 @@ from oviya.server.auth import TokenAuth
 from oviya.server.guard import RequestGuard, check_routes
 from oviya.server.handler import OviyaHandler
 from oviya.server.ice import restrict_ice_hosts, rtc_configuration
+from oviya.server.jitter import set_audio_prefetch
 from oviya.server.limits import SESSION_ID_PATTERN, CallLimits, LimitExceeded
 from oviya.server.mjpeg import MEDIA_TYPE, FrameHub, TooManyViewers
 from oviya.server.routes import allowed_routes
@@ -207,6 +208,8 @@ def build_app(settings: Settings, components: Components) -> FastAPI:
             return JSONResponse(response)
         if (pc := stream.pcs.get(offer.webrtc_id)) is not None:
             watch(offer.webrtc_id, pc)
+            if srv.jitter_prefetch_frames is not None:
+                set_audio_prefetch(pc, srv.jitter_prefetch_frames)
         return JSONResponse({**response, "call_token": token})
 
     async def _drop_call(webrtc_id: str) -> None:
