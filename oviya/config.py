@@ -164,8 +164,6 @@ class BrainSettings(_Section):
     history_turns: int = Field(ge=0, description="past user+assistant exchanges sent to the LLM")
     clause_min_words: int = Field(ge=1, description="a comma ends a TTS clause only after this many words")
     first_clause_min_words: int = Field(ge=1, description="the same for a reply's first clause")
-    first_clause_break_before: list[str] = Field(description="the first clause may end before these words ...")
-    first_clause_break_min_words: int = Field(ge=1, description="... once it holds this many (oviya/brain/clauses.py)")
     max_sentences: int = Field(ge=1, description="generation stops after this many spoken sentences")
     max_user_chars: int = Field(gt=0, description="longer user text is refused with an error")
     reply_emotion: str | None = Field(description="every reply in this emotion (a reply label); null = automatic")

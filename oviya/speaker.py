@@ -114,10 +114,7 @@ class Speaker:
         plan = await asyncio.to_thread(brain.plan, rec.user_text)  # sentence embeddings: keep the loop free
         rec.route, rec.user_emotion, rec.emotion = plan.route, plan.user_emotion, plan.emotion
         rec.safety_category = plan.safety.category if plan.safety else None
-        cfg = self.settings
-        chunker = ClauseChunker(cfg.clause_min_words, cfg.first_clause_min_words,
-                                frozenset(w.lower() for w in cfg.first_clause_break_before),
-                                cfg.first_clause_break_min_words)
+        chunker = ClauseChunker(self.settings.clause_min_words, self.settings.first_clause_min_words)
         rec.llm_start = self.clock.now()
         try:
             sentences = 0
@@ -158,7 +155,6 @@ class Speaker:
         clauses.put_nowait(None)
 
     def _put_text(self, text: str, clauses: asyncio.Queue[str | None]) -> None:
-        # a fixed line is there whole: phrase breaks would cost its prosody and gain no time
         chunker = ClauseChunker(self.settings.clause_min_words, self.settings.first_clause_min_words)
         for clause in [*chunker.push(text), *chunker.flush()]:
             clauses.put_nowait(clause)

@@ -45,12 +45,3 @@ def test_persona_style_checks():
     assert is_plain("Sure, I can help with that. What do you need?")
     assert not is_plain("Here you go:\n1. first\n2. second") and not is_plain("Nice 🎉") and not is_plain("**bold**")
     assert count_sentences("One. Two! Three? And four") == 4 and count_sentences("") == 0
-
-
-def test_the_first_clause_may_end_at_a_phrase_break_before_a_conjunction_or_preposition():
-    c = ClauseChunker(min_words=4, first_min_words=2, break_before=frozenset({"for", "and", "to"}), break_min_words=3)
-    assert c.push("I'm so sorry for") == []  # " for" may still become " forever"
-    assert c.push(" what happened, and") == ["I'm so sorry"]
-    assert c.push(" I am here for you. ") == ["for what happened, and I am here for you."]  # later clauses: no breaks
-    short = ClauseChunker(min_words=4, first_min_words=2, break_before=frozenset({"to"}), break_min_words=3)
-    assert feed(short, "I'm sorry to hear that.") == ["I'm sorry to hear that."]  # two words before "to"

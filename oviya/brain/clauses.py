@@ -2,10 +2,7 @@
 
 The first audio should not wait for a whole sentence: a clause ends at a sentence end (. ! ? …), a line break, or
 a comma/semicolon/colon/dash once it holds ``min_words`` words (short enough to synthesise fast, long enough for
-natural prosody — the trade-off pipecat's and LiveKit's sentence aggregators make at sentence level). The first
-clause may also end at a phrase break — before a conjunction or preposition (``break_before``) once it holds
-``break_min_words`` words: "I'm so sorry | for what happened." starts speaking a few tokens sooner, and a prosodic
-phrase boundary is where a speaker may pause anyway (Gee & Grosjean 1983, "Performance structures").
+natural prosody — the trade-off pipecat's and LiveKit's sentence aggregators make at sentence level).
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ from oviya.brain.speech import clean_for_speech
 _ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "vs.", "etc.", "e.g.", "i.e.", "a.m.", "p.m."}
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|\n+")
 _CLAUSE_END = re.compile(r"[,;:]+(?=\s)|\s[–—-]\s")
-_WORD = re.compile(r"(?<=\w)\s+([A-Za-z]+)(?=\s)")  # a whole word after a word (not after punctuation)
 
 
 def ends_sentence(clause: str) -> bool:
@@ -36,17 +32,11 @@ class ClauseChunker:
         min_words: a comma-type boundary ends a clause only after this many words.
         first_min_words: the same for the first clause (default ``min_words``): a short first clause starts the
             audio sooner.
-        break_before: words (lower case) before which the first clause may end, once ``break_min_words`` precede
-            them; a word counts only once whitespace follows it (" for" may still become " forever"). Empty: off.
-        break_min_words: words the first clause holds before such a break.
     """
 
-    def __init__(self, min_words: int, first_min_words: int | None = None,
-                 break_before: frozenset[str] = frozenset(), break_min_words: int = 3) -> None:
+    def __init__(self, min_words: int, first_min_words: int | None = None) -> None:
         self.min_words = min_words
         self.first_min_words = first_min_words or min_words
-        self.break_before = break_before
-        self.break_min_words = break_min_words
         self._released = 0
         self._buf = ""
 
@@ -79,10 +69,4 @@ class ClauseChunker:
             if len(self._buf[: m.start()].split()) >= min_words:
                 cuts.append(m.end())
                 break
-        if not self._released and self.break_before:
-            for m in _WORD.finditer(self._buf):
-                if m.group(1).lower() in self.break_before \
-                        and len(self._buf[: m.start()].split()) >= self.break_min_words:
-                    cuts.append(m.start())
-                    break
         return min(cuts) if cuts else None
