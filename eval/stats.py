@@ -11,6 +11,18 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(vals, q)), 1) if vals else None
 
 
+def paired_ratios(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float | None]:
+    """An A/B run's figure of merit: per key, the median over items (``file``) of B's value / A's, rounded to 0.001
+    (None without a pair); ``rows`` carry ``config`` ("A" or "B"), ``file`` and the keys."""
+    a = {r["file"]: r for r in rows if r["config"] == "A"}
+    b = {r["file"]: r for r in rows if r["config"] == "B"}
+    ratios = {}
+    for key in keys:
+        pairs = [b[f][key] / a[f][key] for f in a if f in b and a[f].get(key) and b[f].get(key)]
+        ratios[key] = round(float(np.median(pairs)), 3) if pairs else None
+    return ratios
+
+
 TIMING_STAGES = ("eot_delay_ms", "stt_ms", "llm_ttft_ms", "first_clause_ms", "tts_ttfb_ms", "v2v_ms")
 
 

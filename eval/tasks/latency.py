@@ -30,7 +30,7 @@ from tqdm import tqdm
 from eval.context import Context
 from eval.data import Clip, speech_span
 from eval.plots import cdf, figure, waterfall
-from eval.stats import percentile
+from eval.stats import paired_ratios, percentile
 from eval.tasks.turn import CUTOFF_TOLERANCE_S
 from oviya.clock import FastForwardClock
 from oviya.components import Components, load_components
@@ -153,14 +153,8 @@ def run_ab(ctx: Context, clips: list[Clip]) -> dict:
             row, _ = measure(ctx, clip, *sides[side])
             rows.append({"config": side, **row})
     ctx.write_rows("latency", rows)
-    a = {r["file"]: r for r in rows if r["config"] == "A"}
-    b = {r["file"]: r for r in rows if r["config"] == "B"}
-    ratios = {}
-    for key in ("v2v_ms", "true_eot_delay_ms", *STAGES):
-        pairs = [b[f][key] / a[f][key] for f in a if a[f].get(key) and b[f].get(key)]
-        ratios[key] = round(float(np.median(pairs)), 3) if pairs else None
     side_a = figures([r for r in rows if r["config"] == "A"])
     return {**{k: side_a[k] for k in ("v2v_ms_p50", "v2v_ms_p95", "stt_ms_p50", "llm_ttft_ms_p50", "tts_ttfb_ms_p50")},
             "A": {"profile": ctx.settings.profile, **side_a},
             "B": {"profile": ctx.ab.profile, "overrides": ctx.ab_spec, **figures([r for r in rows if r["config"] == "B"])},
-            "paired_ratio": ratios, "pairs": len(a)}
+            "paired_ratio": paired_ratios(rows, ("v2v_ms", "true_eot_delay_ms", *STAGES)), "pairs": len(clips)}

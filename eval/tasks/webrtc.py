@@ -33,7 +33,7 @@ from eval.context import Context
 from eval.data import speech_bounds
 from eval.plots import figure, waterfall
 from eval.server import local_app
-from eval.stats import percentile
+from eval.stats import paired_ratios, percentile
 from eval.tasks.latency import STAGES
 from eval.tasks.vad import silero
 from oviya.client import SOUNDING_DBFS, CallResult, talk
@@ -166,14 +166,8 @@ def _measure_ab(ctx: Context, urls: dict[str, str], clips: list) -> dict:
             rows.append({"config": side, "file": str(clip.path.relative_to(ctx.data)),
                          **measure_call(urls[side], clip.audio(), end)})
     _waterfall(ctx, rows)
-    a = {r["file"]: r for r in rows if r["config"] == "A"}
-    b = {r["file"]: r for r in rows if r["config"] == "B"}
-    ratios = {}
-    for key in ("v2v_ms", "server_v2v_ms", *STAGES):
-        pairs = [b[f][key] / a[f][key] for f in a if a[f].get(key) and b[f].get(key)]
-        ratios[key] = round(float(np.median(pairs)), 3) if pairs else None
     side_a = _figures([r for r in rows if r["config"] == "A"])
     return {"v2v_ms_p50": side_a["v2v_ms_p50"], "v2v_ms_p95": side_a["v2v_ms_p95"],
             "A": {"server": ctx.url or ctx.settings.profile, **side_a},
             "B": {"server": ctx.ab_spec, **_figures([r for r in rows if r["config"] == "B"])},
-            "paired_ratio": ratios, "pairs": len(a)}
+            "paired_ratio": paired_ratios(rows, ("v2v_ms", "server_v2v_ms", *STAGES)), "pairs": len(clips)}
