@@ -1,6 +1,7 @@
 """``python -m eval TASK --data DIR [--out DIR] [--profile cpu] [--quick] [--url URL] [--ab PROFILE|KEY=VALUE,...|URL]
 [--ray [auto|ADDRESS]]``;
-``python -m eval csm_bench [--size tiny|full] [--device cpu|cuda] [--frames N]`` (a GPU benchmark, not in ``all``).
+``python -m eval csm_bench [--size tiny|full] [--device cpu|cuda] [--frames N]`` (a GPU benchmark, not in ``all``);
+``python -m eval prompt_cache`` (the LLM's first token with and without the persona prompt cached, not in ``all``).
 
 Writes ``<out>/summary.json`` (one section per task, plus ``meta``), ``<out>/report.md`` (tables and plots) and
 per-item ``<out>/<task>.jsonl``.

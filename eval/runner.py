@@ -26,10 +26,11 @@ TASKS = ["vad", "turn", "stt", "latency", "barge_in", "emotion", "tts_style", "s
          "webrtc", "load"]
 
 
-# Run only when named (not by `all`): a benchmark of the GPU voice, meant for a GPU host.
-BENCHMARKS = ["csm_bench"]
+# Run only when named (not by `all`): a benchmark of the GPU voice, meant for a GPU host; the LLM's prompt cache.
+BENCHMARKS = ["csm_bench", "prompt_cache"]
 
-# Tasks that run an interleaved A/B (--ab): latency (a profile or key=value overrides), load (a profile).
+# Tasks that run an interleaved A/B (--ab): latency (a profile or key=value overrides), load and webrtc (a profile;
+# webrtc also a running server's URL).
 AB_TASKS = ["latency", "load", "webrtc"]
 
 # Tasks whose per-item work runs on Ray workers with --ray (eval/cluster.py).
@@ -52,6 +53,7 @@ CONTRACT = {
     "load": ["by_n", "leak"],
     "avatar": ["drift_ms_p95", "mouth_audio_corr", "fps"],
     "csm_bench": ["variants"],
+    "prompt_cache": ["cached_ttft_ms_p50", "uncached_ttft_ms_p50", "paired_ratio"],
 }
 
 

@@ -127,3 +127,12 @@ def test_notebooks_are_committed_without_outputs():
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert code and all(not c.outputs and c.execution_count is None for c in code), path.name
+
+
+def test_the_prompt_cache_benchmark_compares_a_warmed_and_a_dropped_kv_state(tmp_path):
+    ctx = make_context(out=tmp_path, profile="cpu-tiny", quick=True)
+    summary = run_tasks(ctx, ["prompt_cache"])["prompt_cache"]
+    rows = [json.loads(line) for line in (tmp_path / "prompt_cache.jsonl").read_text().splitlines()]
+    assert [r["config"] for r in rows] == ["A", "B", "B", "A"] and summary["pairs"] == 2
+    assert summary["system_prompt_tokens"] > 50 and summary["paired_ratio"] > 0
+    assert summary["cached_ttft_ms_p50"] > 0 and summary["uncached_ttft_ms_p50"] > 0

@@ -98,3 +98,12 @@ def test_every_backend_failing_raises(settings):
     chain = FallbackChat([openai_compat(settings, f"http://127.0.0.1:{closed_port()}/v1")], 1.0, 5.0, 30.0)
     with pytest.raises(LLMError, match="every LLM backend failed"):
         asyncio.run(collect(chain))
+
+
+def test_the_embedded_model_keeps_a_warmed_prompt_until_told_to_forget_it(components):
+    llm = embedded(components)
+    llm.warmup(MESSAGES[:1])
+    assert llm._llm.n_tokens > llm.count_tokens(MESSAGES[0]["content"])  # the system prompt sits in the KV state
+    llm.forget()
+    assert llm._llm.n_tokens == 0
+    assert asyncio.run(collect(llm))  # and it still answers, evaluating the whole prompt

@@ -93,6 +93,15 @@ class LlamaCppChat:
         with self._lock:
             self._llm.create_chat_completion(messages=list(messages), max_tokens=1)
 
+    def forget(self) -> None:
+        """Drop the KV state: the next prompt is evaluated whole (``eval prompt_cache``'s uncached side)."""
+        with self._lock:
+            self._llm.reset()
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in this model's vocabulary."""
+        return len(self._llm.tokenize(text.encode(), add_bos=False))
+
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
         async for delta in iterate_in_thread(lambda: self._generate(messages, params), self._lock):
             yield delta
