@@ -149,23 +149,26 @@ def _waterfall(ctx: Context, rows: list[dict]) -> None:
     ctx.write_rows("webrtc", [{k: v for k, v in r.items() if k != "record"} for r in rows])
 
 
-def _measure(ctx: Context, url: str, clips: list) -> dict:
-    model = silero(ctx.settings)
-    rows = [{"file": str(clip.path.relative_to(ctx.data)),
-             **measure_call(url, clip.audio(), vad_end(model, ctx.settings, clip.audio()))}
-            for clip in tqdm(clips, desc="webrtc", file=ctx.progress)]
+def _calls(ctx: Context, urls: dict[str, str], clips: list) -> list[dict]:
+    """One call per clip to each server of ``urls`` (side → base URL), the order of the sides alternating clip by
+    clip; each clip is read and its VAD end found once. Rows name their side (``config``) when there are two."""
+    rows, model, sides = [], silero(ctx.settings), list(urls)
+    for i, clip in enumerate(tqdm(clips, desc="webrtc A/B" if len(sides) > 1 else "webrtc", file=ctx.progress)):
+        audio = clip.audio()
+        end = vad_end(model, ctx.settings, audio)
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            rows.append({**({"config": side} if len(sides) > 1 else {}), "file": str(clip.path.relative_to(ctx.data)),
+                         **measure_call(urls[side], audio, end)})
     _waterfall(ctx, rows)
-    return _figures(rows)
+    return rows
+
+
+def _measure(ctx: Context, url: str, clips: list) -> dict:
+    return _figures(_calls(ctx, {"": url}, clips))
 
 
 def _measure_ab(ctx: Context, urls: dict[str, str], clips: list) -> dict:
-    rows, model = [], silero(ctx.settings)
-    for i, clip in enumerate(tqdm(clips, desc="webrtc A/B", file=ctx.progress)):
-        end = vad_end(model, ctx.settings, clip.audio())
-        for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
-            rows.append({"config": side, "file": str(clip.path.relative_to(ctx.data)),
-                         **measure_call(urls[side], clip.audio(), end)})
-    _waterfall(ctx, rows)
+    rows = _calls(ctx, urls, clips)
     side_a = _figures([r for r in rows if r["config"] == "A"])
     return {"v2v_ms_p50": side_a["v2v_ms_p50"], "v2v_ms_p95": side_a["v2v_ms_p95"],
             "A": {"server": ctx.url or ctx.settings.profile, **side_a},
