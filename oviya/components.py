@@ -17,7 +17,7 @@ from oviya.brain.emotion import EmotionDetector, load_emotion_config
 from oviya.brain.identity import IdentityRouter, load_identity_rules
 from oviya.brain.persona import Persona, load_persona
 from oviya.brain.safety import SafetyRouter, load_rules
-from oviya.brain.semantic_safety import SemanticSafety
+from oviya.brain.semantic_safety import SemanticSafety, default_embedders
 from oviya.config import CONFIG_DIR, Settings
 from oviya.llm import ChatModel
 from oviya.llm.fallback import FallbackChat
@@ -147,7 +147,8 @@ def load_components(settings: Settings) -> Components:
         llm=build_llm(settings),
         tts=build_tts(settings),
         persona=load_persona(settings.brain.persona),
-        safety=SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety), SemanticSafety(embedder)),
+        safety=SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety),
+                            SemanticSafety(default_embedders(settings.cache_dir, embedder))),
         identity=IdentityRouter(load_identity_rules(CONFIG_DIR / settings.brain.identity)),
         emotion=EmotionDetector(load_emotion_config(CONFIG_DIR / settings.brain.emotion), embedder),
         smart_turn=SmartTurnModel(settings.turn.smart_turn.onnx_threads) if settings.turn.mode == "smart_turn" else None,

@@ -12,7 +12,7 @@ import pytest
 from oviya.assets import sha256_file
 from oviya.brain.embedding import SentenceEmbedder
 from oviya.brain.safety import SafetyRouter, SafetyRules, load_rules, normalise
-from oviya.brain.semantic_safety import Head, SemanticSafety
+from oviya.brain.semantic_safety import Head, SemanticSafety, default_embedders
 from oviya.clock import FastForwardClock
 from oviya.config import CONFIG_DIR
 from oviya.engine import TurnEngine
@@ -33,9 +33,9 @@ def router(rules) -> SafetyRouter:
 
 
 @pytest.fixture(scope="module")
-def full_router(rules) -> SafetyRouter:
+def full_router(rules, settings) -> SafetyRouter:
     """Rules and the shipped semantic head, as the app runs them."""
-    return SafetyRouter(rules, SemanticSafety(SentenceEmbedder()))
+    return SafetyRouter(rules, SemanticSafety(default_embedders(settings.cache_dir)))
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,8 @@ def test_an_indirect_statement_no_rule_names_is_caught_by_the_semantic_layer(ful
 
 
 def test_an_ambiguous_turn_is_judged_with_the_previous_one_but_a_crisis_turn_is_not_carried_over(full_router):
-    previous, text = "I've been up on the balcony for an hour.", "I'm ready to let go."  # not in the set
-    assert full_router.check_input(text) is None
+    previous, text = "I'm on the roof of my building right now.", "I'm going to do it now."  # not in the set
+    assert full_router.check_input(previous) is None and full_router.check_input(text) is None
     assert full_router.check_input(text, previous) is not None
     # after a crisis turn (already answered with the safe reply) a safe follow-up stays safe
     assert full_router.check_input("Okay. Thank you, I'll call them now.", "I want to kill myself.") is None

@@ -9,7 +9,8 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
   lines; ``recall_by_kind`` / ``fp_rate_by_kind`` per ``kind``; ``category_accuracy`` over lines with a category.
 - ``in_sample``: the file is the one the shipped head was trained on, so those figures flatter the head. Then
   ``cv`` gives honest ones: 5-fold cross-validation, the head retrained on four folds and the whole router (rules +
-  that head) run on the fifth, also at other thresholds (``threshold_sweep``). On anyone else's file the shipped
+  that head) run on the fifth, also at other thresholds (``threshold_sweep``); ``head_only_recall_at_5pct_fp``: the
+  head alone (no rules, no context) at the threshold that flags 5 % of the negatives. On anyone else's file the shipped
   router's figures are already out of sample.
 - ``rules_only``: recall and false-positive rate of the rules without the semantic layer.
 """
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 from eval.context import Context
 from oviya.assets import sha256_file
 from oviya.brain import semantic_safety as ss
-from oviya.brain.embedding import SentenceEmbedder
+from oviya.brain.embedding import Embedder, MPNetEmbedder, SentenceEmbedder
 from oviya.brain.safety import SafetyRouter, SafetyRules, load_rules
 from oviya.config import CONFIG_DIR, Settings
 
@@ -38,7 +41,8 @@ def judge(router: SafetyRouter, item: dict) -> dict:
 
 def shipped_router(settings: Settings) -> SafetyRouter:
     """The app's router: the configured rules and the shipped semantic head (what each worker loads once)."""
-    return SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety), ss.SemanticSafety(SentenceEmbedder()))
+    return SafetyRouter(load_rules(CONFIG_DIR / settings.brain.safety),
+                        ss.SemanticSafety(ss.default_embedders(settings.cache_dir)))
 
 
 def _judge(router: SafetyRouter, rows: list[dict]) -> list[dict]:
@@ -65,10 +69,10 @@ def _figures(rows: list[dict]) -> dict:
     }
 
 
-def _cross_validated(rows: list[dict], rules: SafetyRules, embedder: SentenceEmbedder) -> dict:
+def _cross_validated(rows: list[dict], rules: SafetyRules, embedders: tuple[Embedder, ...]) -> dict:
     from sklearn.model_selection import StratifiedKFold
 
-    x = embedder.embed_batched([ss.training_text(r) for r in rows])
+    x = ss.features(embedders, [ss.training_text(r) for r in rows])
     labels = [ss.row_label(r) for r in rows]
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(x, labels))
     heads = [ss.train(x[train], [labels[i] for i in train]) for train, _ in folds]
@@ -78,13 +82,20 @@ def _cross_validated(rows: list[dict], rules: SafetyRules, embedder: SentenceEmb
             update={"threshold": threshold})}))
         out: list[dict] = [{}] * len(rows)
         for (_, test), head in zip(folds, heads):
-            router.semantic = ss.SemanticSafety(embedder, head)
+            router.semantic = ss.SemanticSafety(embedders, head)
             for i, r in zip(test, _judge(router, [rows[i] for i in test])):
                 out[i] = r
         return out
 
     sweep = {str(t): {k: v for k, v in _figures(judged_at(t)).items() if k in ("recall", "fp_rate")} for t in SWEEP}
-    return {"folds": FOLDS, **_figures(judged_at(rules.semantic.threshold)), "threshold_sweep": sweep}
+    # the head alone, without rules or context: how well the embeddings separate the classes, threshold-free
+    p_crisis = np.zeros(len(rows))
+    for (_, test), head in zip(folds, heads):
+        p_crisis[test] = 1 - head.probabilities(x[test])[:, 0]
+    crisis = np.array([r["crisis"] for r in rows])
+    at_5 = np.quantile(p_crisis[~crisis], 0.95)
+    return {"folds": FOLDS, **_figures(judged_at(rules.semantic.threshold)), "threshold_sweep": sweep,
+            "head_only_recall_at_5pct_fp": round(float((p_crisis[crisis] > at_5).mean()), 4)}
 
 
 def run(ctx: Context) -> dict:
@@ -97,7 +108,8 @@ def run(ctx: Context) -> dict:
     ctx.write_rows("safety", rows)
     in_sample = sha256_file(path) == ss.Head.load().data_sha256
     # cross-validation judges every line once per fold and threshold: the embedder's cache holds them all
-    embedder = SentenceEmbedder(cache_size=2 * len(items))
+    cache = 2 * len(items)
+    embedders = (MPNetEmbedder(ctx.settings.cache_dir, cache), SentenceEmbedder(cache_size=cache))
     rules_only = _judge(SafetyRouter(rules), items)
     pos = [r for r in rows if r["crisis"]]
     neg = [r for r in rows if not r["crisis"]]
@@ -105,7 +117,7 @@ def run(ctx: Context) -> dict:
         "file": str(path), "n": len(rows), "crisis": len(pos), "in_sample": in_sample,
         "threshold": rules.semantic.threshold, **_figures(rows),
         "rules_only": {k: v for k, v in _figures(rules_only).items() if k in ("recall", "fp_rate")},
-        "cv": _cross_validated(items, rules, embedder) if in_sample else None,
+        "cv": _cross_validated(items, rules, embedders) if in_sample else None,
         "missed": [r["text"] for r in pos if not r["crisis_flagged"]][:20],
         "false_positives": [r["text"] for r in neg if r["crisis_flagged"]][:20],
     }
