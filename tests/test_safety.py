@@ -11,7 +11,7 @@ import pytest
 
 from oviya.assets import sha256_file
 from oviya.brain.embedding import SentenceEmbedder
-from oviya.brain.safety import SafetyRouter, SafetyRules, load_rules, normalise
+from oviya.brain.safety import SafetyRouter, SafetyRules, Verdict, load_rules, normalise
 from oviya.brain.semantic_safety import Head, SemanticSafety, default_embedders
 from oviya.clock import FastForwardClock
 from oviya.config import CONFIG_DIR
@@ -134,3 +134,12 @@ def test_the_embedders_text_cache_returns_what_a_fresh_computation_does():
     assert np.array_equal(cached.embed([texts[1], texts[3]]), first[[1, 3]])  # the last two new texts: from the cache
     cached.embed(["one more line", "and another"])  # evicts them: the cache holds two texts
     assert np.allclose(cached.embed(texts), first, atol=1e-5)
+
+
+def test_the_head_clears_a_rule_match_it_reads_as_a_mention_but_never_a_statement(full_router, rules):
+    mention = "In the film the hero's wife is suicidal after the war."  # not in the set
+    assert isinstance(full_router.check_rules(mention), Verdict) and full_router.check_input(mention) is None
+    for statement in ("im gonna kms", "I'm suicidal.", "I want to kill myself.", "my bf hits me"):
+        assert full_router.check_input(statement).crisis, statement  # slang is read as the rules expand it, too
+    final = rules.model_copy(update={"semantic": rules.semantic.model_copy(update={"rule_veto_below": 0.0})})
+    assert SafetyRouter(final, full_router.semantic).check_input(mention).category == "suicide"  # 0: rules are final
