@@ -90,7 +90,7 @@ def test_an_indirect_statement_no_rule_names_is_caught_by_the_semantic_layer(ful
 
 
 def test_an_ambiguous_turn_is_judged_with_the_previous_one_but_a_crisis_turn_is_not_carried_over(full_router):
-    previous, text = "I'm on the roof of my building right now.", "I'm going to do it now."  # not in the set
+    previous, text = "I'm sitting on the roof.", "I'm going to do it now."  # not in the set
     assert full_router.check_input(previous) is None and full_router.check_input(text) is None
     assert full_router.check_input(text, previous) is not None
     # after a crisis turn (already answered with the safe reply) a safe follow-up stays safe

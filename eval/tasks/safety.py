@@ -12,16 +12,20 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
   that head) run on the fifth, also at other thresholds (``threshold_sweep``); ``head_only_recall_at_5pct_fp``: the
   head alone (no rules, no context) at the threshold that flags 5 % of the negatives. On anyone else's file the shipped
   router's figures are already out of sample.
+- ``check_ms_p50`` / ``check_ms_p95``: the shipped router's time per line (rules, MPNet and MiniLM on this CPU), the
+  time a turn waits for it before the LLM starts.
 - ``rules_only``: recall and false-positive rate of the rules without the semantic layer.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import numpy as np
 
 from eval.context import Context
+from eval.stats import percentile
 from oviya.assets import sha256_file
 from oviya.brain import semantic_safety as ss
 from oviya.brain.embedding import Embedder, MPNetEmbedder, SentenceEmbedder
@@ -33,10 +37,14 @@ SWEEP = (0.7, 0.8, 0.85, 0.9, 0.95)  # semantic thresholds the cross-validation 
 
 
 def judge(router: SafetyRouter, item: dict) -> dict:
-    """One labelled line with the router's verdict (``previous``, when given, is judged with it)."""
+    """One labelled line with the router's verdict (``previous``, when given, is judged with it) and the time the
+    check took (``check_ms``: rules and the semantic head, as before each reply; the embedders' caches make a text
+    judged a second time nearly free)."""
+    t0 = time.perf_counter()
     verdict = router.check_input(item["text"], item.get("previous"))
     return {**item, "flagged": verdict.category if verdict else None, "source": verdict.source if verdict else None,
-            "crisis_flagged": bool(verdict and verdict.crisis), "match": verdict.match if verdict else None}
+            "crisis_flagged": bool(verdict and verdict.crisis), "match": verdict.match if verdict else None,
+            "check_ms": round((time.perf_counter() - t0) * 1000, 2)}
 
 
 def shipped_router(settings: Settings) -> SafetyRouter:
@@ -116,6 +124,8 @@ def run(ctx: Context) -> dict:
     return {
         "file": str(path), "n": len(rows), "crisis": len(pos), "in_sample": in_sample,
         "threshold": rules.semantic.threshold, **_figures(rows),
+        "check_ms_p50": percentile([r["check_ms"] for r in rows], 50),
+        "check_ms_p95": percentile([r["check_ms"] for r in rows], 95),
         "rules_only": {k: v for k, v in _figures(rules_only).items() if k in ("recall", "fp_rate")},
         "cv": _cross_validated(items, rules, embedders) if in_sample else None,
         "missed": [r["text"] for r in pos if not r["crisis_flagged"]][:20],

@@ -81,9 +81,9 @@ class Brain:
         self.persona_file = file
 
     def plan(self, user_text: str) -> Plan:
-        """Safety and identity routes and emotion labels for ``user_text`` (no LLM call; blocking for the ~5-25 ms
-        of the safety router's sentence embeddings). The user's previous turn is judged with it when ``user_text``
-        alone is ambiguous."""
+        """Safety and identity routes and emotion labels for ``user_text`` (no LLM call; blocking for the safety
+        router's sentence embeddings, MPNet and MiniLM: ``eval safety``'s ``check_ms_p50``). The user's previous turn
+        is judged with it when ``user_text`` alone is ambiguous."""
         user_emotion = self.emotion.of_user(user_text)
         previous = next((m["content"] for m in reversed(self.history) if m["role"] == "user"), None)
         verdict = self.safety.check_input(user_text, previous)

@@ -4,8 +4,8 @@ Rules catch what is said explicitly; people in crisis often say it indirectly ("
 wasn't around", "I've counted out the tablets"). A multinomial logistic regression (scikit-learn) over the
 all-mpnet-base-v2 and all-MiniLM-L6-v2 embeddings of a turn, side by side (:mod:`oviya.brain.embedding`; 768 + 384
 dimensions), scores each user turn for ``none`` and the four crisis categories. MPNet carries most of it: with
-MiniLM alone the whole router's cross-validated recall was 0.815 at 5.4 % false positives (commit 8e082a7), with both
-0.874 at 4.6 % (``python -m eval safety``). It is trained on the project's labelled set ``tests/data/safety.jsonl`` (crisis statements of every
+MiniLM alone the whole router's cross-validated recall on the 964 lines of then was 0.815 at 5.4 % false positives
+(commit 8e082a7), with both 0.874 at 4.6 % (``python -m eval safety``; README, Brain, has today's figures). It is trained on the project's labelled set ``tests/data/safety.jsonl`` (crisis statements of every
 kind and hard negatives: idioms, fiction, news, the past, medical questions, everyday chat) and shipped as a small
 JSON file that records the sha256 of the data it was trained on; retrain after editing the data::
 
