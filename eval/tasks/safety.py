@@ -28,7 +28,7 @@ from eval.context import Context
 from eval.stats import percentile
 from oviya.assets import sha256_file
 from oviya.brain import semantic_safety as ss
-from oviya.brain.embedding import Embedder, MPNetEmbedder, SentenceEmbedder
+from oviya.brain.embedding import Embedder
 from oviya.brain.safety import SafetyRouter, SafetyRules, load_rules
 from oviya.config import CONFIG_DIR, Settings
 
@@ -116,8 +116,7 @@ def run(ctx: Context) -> dict:
     ctx.write_rows("safety", rows)
     in_sample = sha256_file(path) == ss.Head.load().data_sha256
     # cross-validation judges every line once per fold and threshold: the embedder's cache holds them all
-    cache = 2 * len(items)
-    embedders = (MPNetEmbedder(ctx.settings.cache_dir, cache), SentenceEmbedder(cache_size=cache))
+    embedders = ss.default_embedders(ctx.settings.cache_dir, cache_size=2 * len(items))
     rules_only = _judge(SafetyRouter(rules), items)
     pos = [r for r in rows if r["crisis"]]
     neg = [r for r in rows if not r["crisis"]]

@@ -5,9 +5,10 @@ wasn't around", "I've counted out the tablets"). A multinomial logistic regressi
 all-mpnet-base-v2 and all-MiniLM-L6-v2 embeddings of a turn, side by side (:mod:`oviya.brain.embedding`; 768 + 384
 dimensions), scores each user turn for ``none`` and the four crisis categories. MPNet carries most of it: with
 MiniLM alone the whole router's cross-validated recall on the 964 lines of then was 0.815 at 5.4 % false positives
-(commit 8e082a7), with both 0.874 at 4.6 % (``python -m eval safety``; README, Brain, has today's figures). It is trained on the project's labelled set ``tests/data/safety.jsonl`` (crisis statements of every
-kind and hard negatives: idioms, fiction, news, the past, medical questions, everyday chat) and shipped as a small
-JSON file that records the sha256 of the data it was trained on; retrain after editing the data::
+(commit 8e082a7), with both 0.874 at 4.6 % (``python -m eval safety``; README, Brain, has today's figures). It is
+trained on the project's labelled set ``tests/data/safety.jsonl`` (crisis statements of every kind and hard
+negatives: idioms, fiction, news, the past, medical questions, everyday chat) and shipped as a small JSON file that
+records the sha256 of the data it was trained on; retrain after editing the data::
 
     python -m oviya.brain.semantic_safety
 
@@ -103,14 +104,15 @@ def features(embedders: Sequence[Embedder], texts: Sequence[str]) -> np.ndarray:
     return np.concatenate([e.embed_batched(texts) for e in embedders], axis=1)
 
 
-def default_embedders(cache_dir: Path, minilm: SentenceEmbedder | None = None) -> tuple[Embedder, ...]:
-    """The embedders the shipped head was trained on: MPNet, then MiniLM (``minilm``: the one the emotion
-    detector shares, else a new one).
+def default_embedders(cache_dir: Path, minilm: SentenceEmbedder | None = None,
+                      cache_size: int = 64) -> tuple[Embedder, ...]:
+    """The embedders the shipped head was trained on, in its order: MPNet, then MiniLM (``minilm``: the one the
+    emotion detector shares, else a new one); new ones keep ``cache_size`` texts.
 
     Raises:
         assets.AssetError: a model wheel is missing or corrupt.
     """
-    return MPNetEmbedder(cache_dir), minilm or SentenceEmbedder()
+    return MPNetEmbedder(cache_dir, cache_size), minilm or SentenceEmbedder(cache_size=cache_size)
 
 
 class SemanticSafety:
