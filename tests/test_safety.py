@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from oviya.assets import sha256_file
-from oviya.brain.embedding import SentenceEmbedder
+from oviya.brain.embedding import MPNetEmbedder, SentenceEmbedder
+from oviya.brain.encoder_tuning import fine_tune
 from oviya.brain.safety import SafetyRouter, SafetyRules, Verdict, load_rules, normalise
-from oviya.brain.semantic_safety import Head, SemanticSafety, default_embedders
+from oviya.brain.semantic_safety import ADAPTER_DIR, Head, SemanticSafety, default_embedders, fit, training_text
 from oviya.clock import FastForwardClock
 from oviya.config import CONFIG_DIR
 from oviya.engine import TurnEngine
@@ -52,8 +53,29 @@ def test_labelled_set_covers_every_kind_of_crisis_and_of_hard_negative(labelled)
     assert len({r["text"].lower() for r in labelled}) == len(labelled)  # no duplicates
 
 
-def test_the_shipped_semantic_head_was_trained_on_the_current_labelled_set():
+def test_the_shipped_semantic_head_was_trained_on_the_current_labelled_set_and_adapter(full_router):
     assert Head.load().data_sha256 == sha256_file(DATA), "retrain: python -m oviya.brain.semantic_safety"
+    mpnet = full_router.semantic.embedders[0]
+    assert mpnet.name == f"all-mpnet-base-v2+lora-{sha256_file(ADAPTER_DIR / 'adapter_model.safetensors')[:12]}"
+    assert Head.load().embedders == (mpnet.name, "all-MiniLM-L6-v2")
+
+
+def test_fine_tuning_mpnet_writes_an_adapter_that_changes_its_embeddings_and_binds_the_head(settings, rules,
+                                                                                            labelled, tmp_path):
+    """A real (tiny) fine-tune: MPNet with rank-2 adapters, one epoch on 24 labelled lines."""
+    rows = [r for r in labelled if r["crisis"]][:12] + [r for r in labelled if r.get("kind") == "everyday"][:12]
+    texts = [training_text(r) for r in rows]
+    tuning = rules.semantic.tuning.model_copy(update={"epochs": 1, "rank": 2})
+    tuned, head = fit(rows, settings.cache_dir, tuning, tmp_path / "adapter", cache_size=0)
+    assert {p.name for p in (tmp_path / "adapter").iterdir()} == {"adapter_config.json", "adapter_model.safetensors"}
+    released = MPNetEmbedder(settings.cache_dir, cache_size=0)
+    a, b = tuned[0].embed(texts[:4]), released.embed(texts[:4])
+    assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5) and not np.allclose(a, b, atol=1e-3)
+    assert head.embedders[0].startswith("all-mpnet-base-v2+lora-") and head.embedders[0] != Head.load().embedders[0]
+    with pytest.raises(ValueError, match="trained on"):  # a head is bound to the adapter it was trained on
+        SemanticSafety((released, tuned[1]), head)
+    with pytest.raises(ValueError, match="labels"):
+        fine_tune(tmp_path, texts, [0], 5, tuning, tmp_path / "never")
 
 
 @pytest.mark.parametrize("text, category", [

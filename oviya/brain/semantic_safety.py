@@ -3,12 +3,14 @@
 Rules catch what is said explicitly; people in crisis often say it indirectly ("everyone would be happier if I
 wasn't around", "I've counted out the tablets"). A multinomial logistic regression (scikit-learn) over the
 all-mpnet-base-v2 and all-MiniLM-L6-v2 embeddings of a turn, side by side (:mod:`oviya.brain.embedding`; 768 + 384
-dimensions), scores each user turn for ``none`` and the four crisis categories. MPNet carries most of it: with
-MiniLM alone the whole router's cross-validated recall on the 964 lines of then was 0.815 at 5.4 % false positives
-(commit 8e082a7), with both 0.874 at 4.6 % (``python -m eval safety``; README, Brain, has today's figures). It is
-trained on the project's labelled set ``tests/data/safety.jsonl`` (crisis statements of every kind and hard
-negatives: idioms, fiction, news, the past, medical questions, everyday chat) and shipped as a small JSON file that
-records the sha256 of the data it was trained on; retrain after editing the data::
+dimensions), scores each user turn for ``none`` and the four crisis categories. MPNet carries most of it, with LoRA
+adapters fine-tuned for this task (:mod:`oviya.brain.encoder_tuning`, shipped in ``safety_adapter/``): on the 964
+lines of then the whole router's cross-validated recall was 0.815 at 5.4 % false positives with MiniLM alone
+(commit 8e082a7), 0.874 at 4.6 % with frozen MPNet beside it (``python -m eval safety``; README, Brain, has today's
+figures). Both are trained on the project's labelled set ``tests/data/safety.jsonl`` (crisis statements of every
+kind and hard negatives: idioms, fiction, news, the past, medical questions, everyday chat); the head is a small JSON
+file that records the sha256 of that data and the embedders (adapter included) it was trained on. Retrain both after
+editing the data or ``semantic.tuning`` in ``config/safety.yaml`` (~4.5 min on 2 cores)::
 
     python -m oviya.brain.semantic_safety
 
@@ -24,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from oviya.assets import sha256_file
+from oviya.assets import mpnet_dir, sha256_file
 from oviya.brain.embedding import Embedder, MPNetEmbedder, SentenceEmbedder
+from oviya.brain.encoder_tuning import TuningConfig, fine_tune
 from oviya.config import PROJECT_ROOT
 
 LABELS = ("none", "suicide", "self_harm", "abuse", "medical_emergency")
 HEAD_FILE = Path(__file__).with_name("safety_head.json")
+ADAPTER_DIR = Path(__file__).with_name("safety_adapter")  # MPNet's LoRA adapters (encoder_tuning)
 TRAINING_DATA = PROJECT_ROOT / "tests" / "data" / "safety.jsonl"
 C = 16.0  # inverse L2 strength: eval safety's cv.head_only_recall_at_5pct_fp was 0.895 at C=4, 0.901 at C=16
 
@@ -104,15 +108,33 @@ def features(embedders: Sequence[Embedder], texts: Sequence[str]) -> np.ndarray:
     return np.concatenate([e.embed_batched(texts) for e in embedders], axis=1)
 
 
-def default_embedders(cache_dir: Path, minilm: SentenceEmbedder | None = None,
-                      cache_size: int = 64) -> tuple[Embedder, ...]:
-    """The embedders the shipped head was trained on, in its order: MPNet, then MiniLM (``minilm``: the one the
-    emotion detector shares, else a new one); new ones keep ``cache_size`` texts.
+def default_embedders(cache_dir: Path, minilm: SentenceEmbedder | None = None, cache_size: int = 64,
+                      adapter: Path | None = ADAPTER_DIR) -> tuple[Embedder, ...]:
+    """The embedders the shipped head was trained on, in its order: MPNet with the ``adapter`` (None: the model as
+    released), then MiniLM (``minilm``: the one the emotion detector shares, else a new one); new ones keep
+    ``cache_size`` texts.
 
     Raises:
-        assets.AssetError: a model wheel is missing or corrupt.
+        assets.AssetError: a model wheel is missing or corrupt. FileNotFoundError: no adapter there.
     """
-    return MPNetEmbedder(cache_dir, cache_size), minilm or SentenceEmbedder(cache_size=cache_size)
+    return (MPNetEmbedder(cache_dir, cache_size, adapter),
+            minilm or SentenceEmbedder(cache_size=cache_size))
+
+
+def fit(rows: Sequence[dict], cache_dir: Path, tuning: TuningConfig, adapter: Path, data_sha256: str = "",
+        minilm: SentenceEmbedder | None = None, cache_size: int = 64) -> tuple[tuple[Embedder, ...], Head]:
+    """Fine-tune MPNet's adapters on labelled ``rows`` (into ``adapter``), then train the head on the tuned
+    embeddings: the shipped semantic layer, or one fold's in cross-validation.
+
+    Returns:
+        (the embedders, tuned MPNet first, as :func:`default_embedders`; the head).
+    """
+    texts = [training_text(r) for r in rows]
+    labels = [row_label(r) for r in rows]
+    fine_tune(mpnet_dir(cache_dir), texts, [LABELS.index(lab) for lab in labels], len(LABELS), tuning, adapter)
+    embedders = default_embedders(cache_dir, minilm, cache_size, adapter)
+    head = train(features(embedders, texts), labels, data_sha256, tuple(e.name for e in embedders))
+    return embedders, head
 
 
 class SemanticSafety:
@@ -140,15 +162,18 @@ class SemanticSafety:
 
 
 def main() -> None:
-    """Retrain the shipped head on :data:`TRAINING_DATA` and write :data:`HEAD_FILE`."""
-    from oviya.config import load_settings
+    """Retrain the shipped adapters and head on :data:`TRAINING_DATA`: writes :data:`ADAPTER_DIR` and
+    :data:`HEAD_FILE` (the recipe: ``semantic.tuning`` of the configured safety file)."""
+    import yaml
 
+    from oviya.config import CONFIG_DIR, load_settings
+
+    settings = load_settings()
+    tuning = TuningConfig(**yaml.safe_load((CONFIG_DIR / settings.brain.safety).read_text())["semantic"]["tuning"])
     rows = [json.loads(line) for line in TRAINING_DATA.read_text().splitlines() if line.strip()]
-    embedders = default_embedders(load_settings().cache_dir)
-    x = features(embedders, [training_text(r) for r in rows])
-    head = train(x, [row_label(r) for r in rows], sha256_file(TRAINING_DATA), tuple(e.name for e in embedders))
+    _, head = fit(rows, settings.cache_dir, tuning, ADAPTER_DIR, sha256_file(TRAINING_DATA))
     head.save()
-    print(f"trained on {len(rows)} lines of {TRAINING_DATA.name} -> {HEAD_FILE}")
+    print(f"trained on {len(rows)} lines of {TRAINING_DATA.name} -> {ADAPTER_DIR.name}/, {HEAD_FILE.name}")
 
 
 if __name__ == "__main__":
