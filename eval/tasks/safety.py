@@ -7,11 +7,12 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
 
 - ``recall`` = crisis lines flagged as a crisis / crisis lines; ``fp_rate`` = other lines flagged as a crisis / other
   lines; ``recall_by_kind`` / ``fp_rate_by_kind`` per ``kind``; ``category_accuracy`` over lines with a category.
-- ``in_sample``: the file is the one the shipped head was trained on, so those figures flatter the head. Then
-  ``cv`` gives honest ones: 5-fold cross-validation, the head retrained on four folds and the whole router (rules +
-  that head) run on the fifth, also at other thresholds (``threshold_sweep``); ``head_only_recall_at_5pct_fp``: the
-  head alone (no rules, no context) at the threshold that flags 5 % of the negatives. On anyone else's file the shipped
-  router's figures are already out of sample.
+- ``in_sample``: the file is the one the shipped adapters and head were trained on, so those figures flatter them.
+  Then ``cv`` gives honest ones: 5-fold cross-validation, MPNet's adapters and the head retrained on four folds and
+  the whole router (rules + that head) run on the fifth, also at other thresholds (``threshold_sweep``);
+  ``head_only_recall_at_5pct_fp``: the head alone (no rules, no context) at the threshold that flags 5 % of the
+  negatives. ``--quick`` keeps MPNet as released (``cv.encoder``): ~20 s instead of ~18 min on 2 cores. On anyone
+  else's file the shipped router's figures are already out of sample.
 - ``check_ms_p50`` / ``check_ms_p95``: the shipped router's time per line (rules, MPNet and MiniLM on this CPU), the
   time a turn waits for it before the LLM starts.
 - ``rules_only``: recall and false-positive rate of the rules without the semantic layer.
@@ -19,21 +20,24 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from eval.context import Context
 from eval.stats import percentile
 from oviya.assets import sha256_file
 from oviya.brain import semantic_safety as ss
-from oviya.brain.embedding import Embedder
+from oviya.brain.embedding import SentenceEmbedder
 from oviya.brain.safety import SafetyRouter, SafetyRules, load_rules
 from oviya.config import CONFIG_DIR, Settings
 
 FOLDS = 5
-SWEEP = (0.7, 0.8, 0.85, 0.9, 0.95)  # semantic thresholds the cross-validation also reports
+SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # semantic thresholds the cross-validation also reports
 
 
 def judge(router: SafetyRouter, item: dict) -> dict:
@@ -77,32 +81,42 @@ def _figures(rows: list[dict]) -> dict:
     }
 
 
-def _cross_validated(rows: list[dict], rules: SafetyRules, embedders: tuple[Embedder, ...]) -> dict:
+def _cross_validated(rows: list[dict], rules: SafetyRules, ctx: Context) -> dict:
+    """The whole router (rules + a head trained on four folds) on the fifth fold, at each threshold of the sweep.
+    The full run fine-tunes MPNet's adapters per fold as the shipped ones were (~3.5 min a fold on 2 cores);
+    ``--quick`` keeps MPNet as released and trains only the heads (``encoder``)."""
     from sklearn.model_selection import StratifiedKFold
 
-    x = ss.features(embedders, [ss.training_text(r) for r in rows])
+    texts = [ss.training_text(r) for r in rows]
     labels = [ss.row_label(r) for r in rows]
-    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(x, labels))
-    heads = [ss.train(x[train], [labels[i] for i in train]) for train, _ in folds]
-
-    def judged_at(threshold: float) -> list[dict]:
-        router = SafetyRouter(rules.model_copy(update={"semantic": rules.semantic.model_copy(
-            update={"threshold": threshold})}))
-        out: list[dict] = [{}] * len(rows)
-        for (_, test), head in zip(folds, heads):
-            router.semantic = ss.SemanticSafety(embedders, head)
-            for i, r in zip(test, _judge(router, [rows[i] for i in test])):
-                out[i] = r
-        return out
-
-    sweep = {str(t): {k: v for k, v in _figures(judged_at(t)).items() if k in ("recall", "fp_rate")} for t in SWEEP}
-    # the head alone, without rules or context: how well the embeddings separate the classes, threshold-free
+    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(texts, labels))
+    thresholds = sorted({rules.semantic.threshold, *SWEEP})
+    judged: dict[float, list[dict]] = {t: [{}] * len(rows) for t in thresholds}
     p_crisis = np.zeros(len(rows))
-    for (_, test), head in zip(folds, heads):
-        p_crisis[test] = 1 - head.probabilities(x[test])[:, 0]
+    cache_size = 2 * len(rows)  # every line is judged once per threshold: the embedders' caches hold them all
+    minilm = SentenceEmbedder(cache_size=cache_size)
+    as_released = None if not ctx.quick else ss.default_embedders(ctx.settings.cache_dir, minilm, cache_size, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, (train, test) in enumerate(tqdm(folds, desc="safety cross-validation", file=ctx.progress)):
+            if as_released is None:
+                embedders, head = ss.fit([rows[i] for i in train], ctx.settings.cache_dir, rules.semantic.tuning,
+                                         Path(tmp) / f"fold{k}", minilm=minilm, cache_size=cache_size)
+            else:
+                embedders = as_released
+                head = ss.train(ss.features(embedders, [texts[i] for i in train]), [labels[i] for i in train])
+            semantic = ss.SemanticSafety(embedders, head)
+            # the head alone, without rules or context: how well the embeddings separate the classes
+            p_crisis[test] = [p for p, _ in semantic.score([texts[i] for i in test])]
+            for t in thresholds:
+                router = SafetyRouter(rules.model_copy(update={"semantic": rules.semantic.model_copy(
+                    update={"threshold": t})}), semantic)
+                for i, r in zip(test, _judge(router, [rows[i] for i in test])):
+                    judged[t][i] = r
     crisis = np.array([r["crisis"] for r in rows])
     at_5 = np.quantile(p_crisis[~crisis], 0.95)
-    return {"folds": FOLDS, **_figures(judged_at(rules.semantic.threshold)), "threshold_sweep": sweep,
+    sweep = {str(t): {k: v for k, v in _figures(judged[t]).items() if k in ("recall", "fp_rate")} for t in SWEEP}
+    return {"folds": FOLDS, "encoder": "fine-tuned per fold" if as_released is None else "as released (--quick)",
+            **_figures(judged[rules.semantic.threshold]), "threshold_sweep": sweep,
             "head_only_recall_at_5pct_fp": round(float((p_crisis[crisis] > at_5).mean()), 4)}
 
 
@@ -115,8 +129,6 @@ def run(ctx: Context) -> dict:
     rows = ctx.map(judge, items, setup=shipped_router, desc="safety")
     ctx.write_rows("safety", rows)
     in_sample = sha256_file(path) == ss.Head.load().data_sha256
-    # cross-validation judges every line once per fold and threshold: the embedder's cache holds them all
-    embedders = ss.default_embedders(ctx.settings.cache_dir, cache_size=2 * len(items))
     rules_only = _judge(SafetyRouter(rules), items)
     pos = [r for r in rows if r["crisis"]]
     neg = [r for r in rows if not r["crisis"]]
@@ -126,7 +138,7 @@ def run(ctx: Context) -> dict:
         "check_ms_p50": percentile([r["check_ms"] for r in rows], 50),
         "check_ms_p95": percentile([r["check_ms"] for r in rows], 95),
         "rules_only": {k: v for k, v in _figures(rules_only).items() if k in ("recall", "fp_rate")},
-        "cv": _cross_validated(items, rules, embedders) if in_sample else None,
+        "cv": _cross_validated(items, rules, ctx) if in_sample else None,
         "missed": [r["text"] for r in pos if not r["crisis_flagged"]][:20],
         "false_positives": [r["text"] for r in neg if r["crisis_flagged"]][:20],
     }
