@@ -175,7 +175,7 @@ class MemorySettings(_Section):
     load_timeout_ms: int = Field(ge=0, description="a user summary not read by then is skipped for the session")
     summary_max_chars: int = Field(gt=0)
     summary_max_tokens: int = Field(gt=0)
-    summary_timeout_s: float = Field(gt=0, description="the end-of-session summary call is given up after this")
+    summary_timeout_s: float = Field(gt=0, description="the end-of-session summary (and its wait for a model busy with other calls) is given up after this")
     notes_max_chars: int = Field(gt=0, description="saved notes put into the system prompt are cut to this")
 
 

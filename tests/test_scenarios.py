@@ -405,6 +405,32 @@ def test_the_prompt_prefix_is_warmed_again_once_the_callers_notes_are_read(tmp_p
     assert "Likes sailing." in llm.warmed[-1][0]["content"]
 
 
+def test_a_callers_notes_are_saved_when_the_shared_model_is_busy_past_the_live_first_token_timeout(tmp_path):
+    # One llama.cpp model serves every call: a closing call's summary waits behind the others' replies. It gets
+    # memory.summary_timeout_s of patience, not the live chain's first-token timeout, and its wait marks nothing failed.
+    settings = scenario_settings(memory={"dir": str(tmp_path)})
+    llm = FakeLLM(reply=lambda u: "Likes sailing." if "\n" in u else "How lovely.", first_token_s=0.1)
+    spare = FakeLLM(reply="Unrelated words.", name="spare")
+    stages = fake_components(settings, [llm, spare])
+    chain = stages.components.llm
+    busy_s = settings.llm.stall_timeout_s + 2.0
+    assert settings.llm.first_token_timeout_s < busy_s < settings.memory.summary_timeout_s
+
+    async def body(c: Conversation) -> None:
+        c.engine.memory.set_key("caller-key")
+        c.engine.push_text("I sail every weekend.")
+        await c.turns(1)
+        llm.first_token_s = busy_s  # the model is now busy with other calls' replies
+        t0 = c.now()
+        assert await c.engine.memory.save() == "Likes sailing."
+        assert busy_s <= c.now() - t0 < settings.memory.summary_timeout_s
+
+    run(settings, stages, body)
+    assert UserMemory(tmp_path, settings.memory.summary_max_chars).load("caller-key") == "Likes sailing."
+    assert chain.health.order() == [0, 1] and spare.calls == []  # the busy model is still first for live turns
+    assert llm.calls[-1].startswith("user: I sail every weekend.")
+
+
 def test_a_microphone_feed_hands_each_event_to_its_observers_and_stops_at_their_word(settings):
     """The frame pump every real-time driver shares (eval tasks, real-model tests): events reach the observers in
     order after each frame, the chat log folds them as the page shows them, and ``until`` ends the feed early."""

@@ -8,7 +8,8 @@ import asyncio
 from oviya.brain.brain import Brain
 from oviya.brain.memory import UserMemory, summarise
 from oviya.config import MemorySettings
-from oviya.llm import ChatModel, GenerationParams
+from oviya.llm import GenerationParams
+from oviya.llm.fallback import FallbackChat
 from oviya.tasks import NamedTasks
 
 
@@ -17,7 +18,8 @@ class CallerMemory:
 
     Args:
         brain: the session's brain (its ``user_summary`` and prompt prefix).
-        llm: the chat model that condenses the session into notes.
+        llm: the chat models that condense the session into notes (asked with ``memory.summary_timeout_s`` of
+            patience: a summary waits its turn behind other calls' replies on a shared model).
         settings: ``memory`` section (store dir, note sizes, load and summary timeouts).
         tasks: the conversation's tasks (``memory_load``, ``warm``).
 
@@ -25,7 +27,7 @@ class CallerMemory:
         key: the caller's memory key (a server-issued token), or None.
     """
 
-    def __init__(self, brain: Brain, llm: ChatModel, settings: MemorySettings, tasks: NamedTasks) -> None:
+    def __init__(self, brain: Brain, llm: FallbackChat, settings: MemorySettings, tasks: NamedTasks) -> None:
         self.brain = brain
         self.llm = llm
         self.settings = settings
@@ -69,7 +71,8 @@ class CallerMemory:
         self._saved_at = len(self.brain.history)
         m = self.settings
         params = GenerationParams(m.summary_max_tokens, 0.0, 1.0)
-        notes = await summarise(self.llm, self.brain.history, self.brain.user_summary, params, m.summary_timeout_s)
+        llm = self.llm.patient(m.summary_timeout_s)
+        notes = await summarise(llm, self.brain.history, self.brain.user_summary, params, m.summary_timeout_s)
         if notes:
             await asyncio.to_thread(self.store.save, self.key, notes)
             self.brain.user_summary = notes

@@ -54,6 +54,13 @@ class FallbackChat:
         return FallbackChat([self.models[i] for i in order], self.first_token_timeout_s, self.stall_timeout_s,
                             self.health.retry_after_s, self.health.clock)
 
+    def patient(self, timeout_s: float) -> FallbackChat:
+        """A chain of the same models in the same order that waits up to ``timeout_s`` (s) for each backend's first
+        token and between tokens, with its own failure book-keeping: for background work that queues behind live
+        replies on a shared model (the end-of-session summary), where the live chain's first-token timeout would
+        abandon a backend that is busy, not down, and one slow summary must not mark it failed for the live turns."""
+        return FallbackChat(self.models, timeout_s, timeout_s, self.health.retry_after_s, self.health.clock)
+
     def warmup(self, messages: list[Message]) -> None:
         for m in self.models:
             m.warmup(messages)
