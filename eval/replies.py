@@ -12,9 +12,9 @@ async def ask(brain: Brain, text: str) -> dict:
     """Plan and stream the reply to ``text`` (nothing is committed to the history).
 
     Returns:
-        ``route``, ``emotion`` (the planned reply emotion), ``reply`` (stripped text), ``ttft_ms`` (first text delta
-        after the request, ms; None without one) and ``tokens_per_s`` (text deltas per second after the first:
-        llama.cpp streams one token per delta).
+        ``route``, ``crisis`` (answered with a crisis safe reply), ``emotion`` (the planned reply emotion), ``reply``
+        (stripped text), ``ttft_ms`` (first text delta after the request, ms; None without one) and ``tokens_per_s``
+        (text deltas per second after the first: llama.cpp streams one token per delta).
     """
     plan = await asyncio.to_thread(brain.plan, text)  # sentence embeddings
     t0 = time.perf_counter()
@@ -26,7 +26,8 @@ async def ask(brain: Brain, text: str) -> dict:
         deltas.append(delta)
     end = time.perf_counter()
     return {
-        "route": plan.route, "emotion": plan.emotion, "reply": "".join(deltas).strip(),
+        "route": plan.route, "crisis": plan.safety is not None and plan.safety.crisis, "emotion": plan.emotion,
+        "reply": "".join(deltas).strip(),
         "ttft_ms": None if first is None else round((first - t0) * 1000, 1),
         "tokens_per_s": round((len(deltas) - 1) / (end - first), 1) if first and len(deltas) > 1 and end > first else None,
     }

@@ -167,6 +167,8 @@ class BrainSettings(_Section):
     max_sentences: int = Field(ge=1, description="generation stops after this many spoken sentences")
     max_user_chars: int = Field(gt=0, description="longer user text is refused with an error")
     reply_emotion: str | None = Field(description="every reply in this emotion (a reply label); null = automatic")
+    crisis_followup_turns: int = Field(ge=0, description="user turns after a crisis turn on which the LLM is told to "
+                                       "stay with the person on it (the persona's crisis_followup)")
 
 
 class MemorySettings(_Section):
@@ -175,7 +177,8 @@ class MemorySettings(_Section):
     load_timeout_ms: int = Field(ge=0, description="a user summary not read by then is skipped for the session")
     summary_max_chars: int = Field(gt=0)
     summary_max_tokens: int = Field(gt=0)
-    summary_timeout_s: float = Field(gt=0, description="the end-of-session summary (and its wait for a model busy with other calls) is given up after this")
+    summary_timeout_s: float = Field(gt=0, description="the end-of-session summary (and its wait for a model busy "
+                                     "with other calls) is given up after this")
     notes_max_chars: int = Field(gt=0, description="saved notes put into the system prompt are cut to this")
 
 

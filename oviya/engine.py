@@ -27,6 +27,7 @@ from oviya.aio import within
 from oviya.audio import StreamResampler, checked_input
 from oviya.brain.backchannel import BackchannelPolicy
 from oviya.brain.brain import Brain
+from oviya.brain.safety import CRISIS
 from oviya.brain.session_memory import CallerMemory
 from oviya.clock import Clock, RealClock
 from oviya.components import Components
@@ -457,7 +458,8 @@ class TurnEngine:
         reply.to("interrupted" if rec.outcome in ("interrupted", "continued", "hangup") else "done")
         if rec.outcome != "continued":
             if rec.user_text:
-                self.brain.commit(rec.user_text, rec.reply_text)
+                self.brain.commit(rec.user_text, rec.reply_text,
+                                  crisis=rec.route == "safety" and rec.safety_category in CRISIS)
                 self._emit(TranscriptEvent("user", rec.user_text, rec.turn_id))
             if reply.clauses:
                 self._emit(TranscriptEvent("assistant", rec.reply_text, rec.turn_id,

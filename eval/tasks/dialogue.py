@@ -78,7 +78,7 @@ def check(name: str, expected: object, reply: str, emotion: str) -> bool:
 
 async def _turn(brain: Brain, text: str) -> dict:
     row = await ask(brain, text)
-    brain.commit(text, row["reply"])
+    brain.commit(text, row["reply"], crisis=row["crisis"])
     return {"route": row["route"], "reply": row["reply"],
             "emotion": brain.emotion.of_reply(opening(row["reply"]), brain.persona.default_emotion),
             "ttft_ms": row["ttft_ms"] if row["route"] == "llm" else None}

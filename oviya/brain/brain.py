@@ -27,6 +27,7 @@ class Plan:
         safety: the safety match behind ``route == "safety"``.
         identity: an identity question in the turn: the whole reply (``route == "identity"``) or, inside a longer
             turn, a truth the LLM is given for this turn.
+        crisis_followup: a turn soon after a crisis turn: the LLM is given the persona's ``crisis_followup``.
     """
 
     route: Literal["llm", "safety", "identity"]
@@ -34,6 +35,7 @@ class Plan:
     emotion: str
     safety: Verdict | None = None
     identity: IdentityMatch | None = None
+    crisis_followup: bool = False
 
 
 class Brain:
@@ -48,7 +50,7 @@ class Brain:
         safety: the crisis / harmful-request router.
         identity: the identity-question router.
         emotion: the text emotion detector.
-        settings: ``brain`` section (history length, input limit).
+        settings: ``brain`` section (history length, input limit, turns of crisis follow-up).
         params: sampling settings.
         memory: ``memory`` section (the history's token budget).
 
@@ -73,6 +75,7 @@ class Brain:
         self.history: list[Message] = []
         self.user_summary: str | None = None
         self.user_name: str | None = None
+        self._followups_left = 0  # user turns still to be answered as crisis follow-ups
 
     def set_persona(self, persona: Persona, file: str) -> None:
         """Switch persona (loaded from ``config/personas/<file>.yaml``); the history stays, the next reply uses the
@@ -89,10 +92,12 @@ class Brain:
         verdict = self.safety.check_input(user_text, previous)
         if verdict is not None:
             return Plan("safety", user_emotion, self.emotion.for_safety(verdict.crisis), verdict)
-        emotion = self.settings.reply_emotion or self.emotion.reply_for(user_emotion, self.persona.default_emotion)
+        followup = self._followups_left > 0
+        emotion = (self.emotion.for_safety(True) if followup else self.settings.reply_emotion
+                   or self.emotion.reply_for(user_emotion, self.persona.default_emotion))
         identity = self.identity.check(user_text)
         route = "identity" if identity is not None and identity.whole_turn else "llm"
-        return Plan(route, user_emotion, emotion, identity=identity)
+        return Plan(route, user_emotion, emotion, identity=identity, crisis_followup=followup)
 
     @property
     def llm_backend(self) -> str | None:
@@ -111,14 +116,18 @@ class Brain:
                        f"<notes>{_quoted(self.user_summary, self.memory.notes_max_chars)}</notes>")
         return system
 
-    def messages_for(self, user_text: str, identity: IdentityMatch | None = None) -> list[Message]:
+    def messages_for(self, user_text: str, identity: IdentityMatch | None = None,
+                     crisis_followup: bool = False) -> list[Message]:
         """System prompt (+ notes about the user), the last ``history_turns`` exchanges within the history's token
         budget, then the new user message (followed by the persona's fixed answer to an ``identity`` question asked
-        inside it, after the history so the cached prompt prefix stays valid)."""
+        inside it and, soon after a crisis turn, the persona's ``crisis_followup``: after the history, so the cached
+        prompt prefix stays valid)."""
         keep = self.history[len(self.history) - 2 * self.settings.history_turns :] if self.settings.history_turns else []
         if identity is not None:
             user_text += (f"\n\n(Not from the person: they asked about you. The truth to say: "
                           f"\"{self.persona.identity_replies[identity.question]}\")")
+        if crisis_followup:
+            user_text += f"\n\n(Not from the person: {self.persona.crisis_followup.strip()})"
         return [
             Message(role="system", content=self.system_message()),
             *trim_history(keep, self.memory.history_budget_tokens),
@@ -149,15 +158,18 @@ class Brain:
             return _once(self.persona.safety_replies[plan.safety.category])
         if plan.route == "identity" and plan.identity is not None:
             return _once(self.persona.identity_replies[plan.identity.question])
-        return self.llm.stream(self.messages_for(user_text, plan.identity), self.params)
+        return self.llm.stream(self.messages_for(user_text, plan.identity, plan.crisis_followup), self.params)
 
     def screen(self, clause: str) -> str | None:
         """The replacement for an unsafe clause of LLM output (the rest of the reply is dropped), else None."""
         verdict = self.safety.check_output(clause)
         return None if verdict is None else self.persona.safety_replies[verdict.category]
 
-    def commit(self, user_text: str, assistant_text: str) -> None:
-        """Record a finished exchange (``assistant_text`` = what was spoken, possibly cut short)."""
+    def commit(self, user_text: str, assistant_text: str, crisis: bool = False) -> None:
+        """Record a finished exchange (``assistant_text`` = what was spoken, possibly cut short; ``crisis``: the turn
+        was answered with a crisis safe reply, so the next ``brain.crisis_followup_turns`` turns are crisis
+        follow-ups)."""
+        self._followups_left = self.settings.crisis_followup_turns if crisis else max(0, self._followups_left - 1)
         self.history.append(Message(role="user", content=user_text))
         if assistant_text:
             self.history.append(Message(role="assistant", content=assistant_text))

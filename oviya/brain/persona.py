@@ -26,6 +26,9 @@ class Persona(BaseModel):
         greeting: a first line the UI may speak.
         default_emotion: the reply emotion when the user's words give no cue (an ``emotion.yaml`` reply label).
         safety_replies: what to say, per safety category, instead of the LLM's reply.
+        crisis_followup: what the LLM is told, beside the user's words, for ``brain.crisis_followup_turns`` turns after
+            a crisis turn: it stays with the person on it (an escalation the router misses alone, "I'm going to take
+            them now", still gets the crisis line; a "thank you, I'll call them" gets a warm word, not the script).
         fallback_line: what to say when every LLM backend failed.
         not_heard_line: what to say when speech recognition failed on the user's turn.
     """
@@ -40,6 +43,7 @@ class Persona(BaseModel):
     greeting: str
     default_emotion: str
     safety_replies: dict[Category, str]
+    crisis_followup: str = Field(min_length=1)
     fallback_line: str = Field(min_length=1)
     not_heard_line: str = Field(min_length=1)
 
