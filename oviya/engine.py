@@ -458,8 +458,9 @@ class TurnEngine:
         reply.to("interrupted" if rec.outcome in ("interrupted", "continued", "hangup") else "done")
         if rec.outcome != "continued":
             if rec.user_text:
-                self.brain.commit(rec.user_text, rec.reply_text,
-                                  crisis=rec.route == "safety" and rec.safety_category in CRISIS)
+                if self.brain.commit(rec.user_text, rec.reply_text,
+                                     crisis=rec.route == "safety" and rec.safety_category in CRISIS):
+                    self.memory.rewarm()  # the system prompt gained or lost the crisis follow-up
                 self._emit(TranscriptEvent("user", rec.user_text, rec.turn_id))
             if reply.clauses:
                 self._emit(TranscriptEvent("assistant", rec.reply_text, rec.turn_id,

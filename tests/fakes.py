@@ -119,11 +119,13 @@ class FakeLLM:
     mode: str = "ok"
     name: str = "fake-llm"
     calls: list[str] = field(default_factory=list)
+    systems: list[str] = field(default_factory=list)  # the system prompt of each call
     warmed: list[list[Message]] = field(default_factory=list)  # the prompt prefixes it was asked to precompute
 
     async def stream(self, messages: list[Message], params: GenerationParams) -> AsyncIterator[str]:
         user = messages[-1]["content"]
         self.calls.append(user)
+        self.systems.append(messages[0]["content"])
         if self.mode == "raise":
             raise LLMError("fake LLM down")
         await asyncio.sleep(float("inf") if self.mode == "hang" else self.first_token_s)

@@ -406,13 +406,14 @@ def test_the_prompt_prefix_is_warmed_again_once_the_callers_notes_are_read(tmp_p
 
 
 def test_turns_after_a_crisis_turn_go_to_the_llm_told_to_stay_on_it_for_the_configured_number_of_turns():
-    # The router judges a turn after a crisis turn alone ("I'm going to take them now" means little by itself): the
-    # LLM answers it, told beside the user's words to stay with the person on the crisis, in the crisis voice.
+    # What the router lets through after a crisis turn goes to the LLM with the persona's crisis_followup at the end of
+    # the system prompt, in the crisis voice, for brain.crisis_followup_turns turns; the prompt is warmed again when
+    # the follow-up begins and ends.
     settings = scenario_settings(brain={"crisis_followup_turns": 2})
     llm = FakeLLM(reply="I'm here with you.", first_token_s=0.1)
     stages = fake_components(settings, [llm])
-    persona = stages.components.persona
-    lines = ["I want to kill myself.", "I'm going to take them now.", "I can't do this.", "Tell me about the sea.",
+    followup = stages.components.persona.crisis_followup.strip()
+    lines = ["I want to kill myself.", "Are you still there?", "I can't do this.", "Tell me about the sea.",
              "I'm going to end my life.", "Thank you, I'll call them now."]
 
     async def body(c: Conversation) -> None:
@@ -424,12 +425,13 @@ def test_turns_after_a_crisis_turn_go_to_the_llm_told_to_stay_on_it_for_the_conf
     routes = [(r.route, r.safety_category) for r in c.records()]
     assert routes == [("safety", "suicide"), ("llm", None), ("llm", None), ("llm", None), ("safety", "suicide"),
                       ("llm", None)]
-    note = f"(Not from the person: {persona.crisis_followup.strip()})"
-    told = [call.endswith(note) for call in llm.calls]
-    assert told == [True, True, False, True]  # two turns after each crisis turn, then back to normal
-    assert [call.split("\n")[0] for call in llm.calls] == [lines[1], lines[2], lines[3], lines[5]]
+    assert llm.calls == [lines[1], lines[2], lines[3], lines[5]]
+    assert [system.endswith(followup) for system in llm.systems] == [True, True, False, True]
     crisis_voice = stages.components.emotion.for_safety(True)
     assert [r.emotion == crisis_voice for r in c.records()] == [True, True, True, False, True, True]
+    brain = c.engine.brain  # one follow-up turn left: commit says when the system prompt changes
+    assert brain.commit("Okay.", "Good.") is True and brain.commit("Hi.", "Hello.") is False
+    assert brain.commit("I want to die.", "...", crisis=True) is True
 
 
 def test_a_callers_notes_are_saved_when_the_shared_model_is_busy_past_the_live_first_token_timeout(tmp_path):
