@@ -32,7 +32,7 @@ TARGET_MODULES = ["q", "k", "v", "o"]  # MPNet's attention projections (transfor
 
 class TuningConfig(BaseModel):
     """``semantic.tuning`` of ``config/safety.yaml``: how the shipped adapter is trained (changing it needs a retrain:
-    ``python -m oviya.brain.semantic_safety``)."""
+    ``python -m oviya.brain.train_safety``)."""
 
     model_config = ConfigDict(extra="forbid")
 

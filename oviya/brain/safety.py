@@ -166,11 +166,12 @@ class SafetyRouter:
         if verdict is not None:
             return None if verdict.crisis and self._reads_as_mention(text) else verdict
         p, category = self._semantic(text)
-        if p < self.config.threshold and previous and not self._is_crisis(previous):
-            # judged together: rules first (a place in one turn, the act in the next), then the head when this
-            # turn alone is ambiguous. The previous turn was no crisis alone, so a match needs this one.
+        if p < self.config.threshold and previous:
+            # judged together when this turn alone is ambiguous: the head ("I have all my pills on the table." then
+            # "I'm going to take them now."), and the rules unless the previous turn was a crisis alone (a place in
+            # one turn, the act in the next; after a crisis turn its own words would match whatever follows).
             both = f"{previous} {text}"
-            paired = self.check_rules(both)
+            paired = None if self._is_crisis(previous) else self.check_rules(both)
             if isinstance(paired, Verdict) and paired.crisis:
                 return paired
             if paired is None and p >= self.config.context_threshold:

@@ -12,7 +12,7 @@ kind and hard negatives: idioms, fiction, news, the past, medical questions, eve
 file that records the sha256 of that data and the embedders (adapter included) it was trained on. Retrain both after
 editing the data or ``semantic.tuning`` in ``config/safety.yaml`` (~4 min on 2 cores)::
 
-    python -m oviya.brain.semantic_safety
+    python -m oviya.brain.train_safety
 
 Measured (with cross-validation) by ``python -m eval safety``; thresholds in ``config/safety.yaml``.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oviya.assets import mpnet_dir, sha256_file
+from oviya.assets import mpnet_dir
 from oviya.brain.embedding import Embedder, MPNetEmbedder, SentenceEmbedder
 from oviya.brain.encoder_tuning import TuningConfig, fine_tune
 from oviya.config import PROJECT_ROOT
@@ -160,21 +160,3 @@ class SemanticSafety:
         p = self.head.probabilities(features(self.embedders, texts))
         return [(float(1 - row[0]), LABELS[1 + int(np.argmax(row[1:]))]) for row in p]
 
-
-def main() -> None:
-    """Retrain the shipped adapters and head on :data:`TRAINING_DATA`: writes :data:`ADAPTER_DIR` and
-    :data:`HEAD_FILE` (the recipe: ``semantic.tuning`` of the configured safety file)."""
-    import yaml
-
-    from oviya.config import CONFIG_DIR, load_settings
-
-    settings = load_settings()
-    tuning = TuningConfig(**yaml.safe_load((CONFIG_DIR / settings.brain.safety).read_text())["semantic"]["tuning"])
-    rows = [json.loads(line) for line in TRAINING_DATA.read_text().splitlines() if line.strip()]
-    _, head = fit(rows, settings.cache_dir, tuning, ADAPTER_DIR, sha256_file(TRAINING_DATA))
-    head.save()
-    print(f"trained on {len(rows)} lines of {TRAINING_DATA.name} -> {ADAPTER_DIR.name}/, {HEAD_FILE.name}")
-
-
-if __name__ == "__main__":
-    main()
