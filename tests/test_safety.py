@@ -118,6 +118,9 @@ def test_an_ambiguous_turn_is_judged_with_the_previous_one_and_a_crisis_turns_wo
     assert full_router.check_input(text, previous) is not None
     crisis = "I want to kill myself."  # answered with the safe reply; its words match no rule in the next turn's pair
     assert full_router.check_input(text, crisis) is not None  # an escalation after it is still heard
+    abuse = "My husband hit me again and I'm scared he'll do it again tonight."
+    verdict = full_router.check_input("He's outside the door right now.", abuse)
+    assert verdict is not None and verdict.category == "abuse"  # the same crisis goes on: its resources
     for everyday in ("What should I cook for dinner tonight?", "Okay. Thank you, I'll call them now."):
         assert full_router.check_input(everyday, crisis) is None, everyday
 
