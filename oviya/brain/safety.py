@@ -114,8 +114,8 @@ class SafetyRouter:
     "die on this hill" in "ready to die on this hill"), and never in a turn with an earnest marker ("I mean it"), so
     an idiom can no longer erase a real statement beside it. A crisis rule's match stands unless the semantic head
     reads the turn as a mere mention (P(crisis) below ``semantic.rule_veto_below``, both as written and as the rules
-    read it: "I used to self-harm as a teenager"). What no rule matches is scored by the semantic head, alone and,
-    when the turn is ambiguous on its own, together with the user's previous turn.
+    read it: "I used to self-harm as a teenager, but I'm doing well now"). What no rule matches is scored by the
+    semantic head, alone and, when the turn is ambiguous on its own, together with the user's previous turn.
 
     Args:
         rules: the rule sets (see :func:`load_rules`).
@@ -166,12 +166,12 @@ class SafetyRouter:
         if verdict is not None:
             return None if verdict.crisis and self._reads_as_mention(text) else verdict
         p, category = self._semantic(text)
+        ongoing = self._crisis_category(previous) if previous else None
         if p < self.config.threshold and previous:
             # judged together when this turn alone is ambiguous: the head ("I have all my pills on the table." then
             # "I'm going to take them now."), and the rules unless the previous turn was a crisis alone (a place in
             # one turn, the act in the next; after a crisis turn its own words would match whatever follows).
             both = f"{previous} {text}"
-            ongoing = self._crisis_category(previous)
             paired = None if ongoing else self.check_rules(both)
             if isinstance(paired, Verdict) and paired.crisis:
                 return paired
@@ -180,8 +180,7 @@ class SafetyRouter:
         if p >= self.config.threshold:
             # right after a crisis turn, the head's category for this turn is a guess; the crisis named in the
             # previous turn goes on, and its resources are the ones to give again
-            category = (previous and self._crisis_category(previous)) or category
-            return Verdict(category, f"semantic p={p:.2f}", "semantic")  # type: ignore[arg-type]
+            return Verdict(ongoing or category, f"semantic p={p:.2f}", "semantic")  # type: ignore[arg-type]
         return None
 
     def _reads_as_mention(self, text: str) -> bool:
