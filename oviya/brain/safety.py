@@ -195,7 +195,9 @@ class SafetyRouter:
         verdict = self.check_rules(text)
         if isinstance(verdict, Verdict):
             return verdict.category if verdict.crisis else None
-        p, category = self._semantic(text) if verdict is None else (0.0, "")
+        if verdict == "explained":  # a figure of speech: the head is not asked, as in check_input
+            return None
+        p, category = self._semantic(text)
         return category if p >= self.config.threshold else None
 
     def check_output(self, text: str) -> Verdict | None:
