@@ -38,6 +38,7 @@ def test_all_quick_on_a_copy_of_the_data_reports_every_contract_key(settings, tm
     assert summary["webrtc"]["client_path_ms_p50"] is not None and summary["webrtc"]["llm_ttft_ms_p95"] is not None
     assert summary["webrtc"]["inbound_ms_p50"] is not None and summary["webrtc"]["outbound_ms_p50"] is not None
     assert summary["latency"]["preempt_reused_rate"] is not None  # the default profile prepares replies in pauses
+    assert sum(summary["latency"]["routes"].values()) == summary["latency"]["answered"]  # safety turns show
     assert [p["min_silence_ms"] for p in summary["turn"]["sweep"]] == [200, 800]  # --quick: the curve's two ends
     for plot in ("vad_roc.png", "vad_threshold_sweep.png", "latency_cdf.png", "latency_waterfall.png",
                  "webrtc_waterfall.png", "turn_curve.png",

@@ -84,7 +84,8 @@ def measure(ctx: Context, clip: Clip, settings: Settings, components: Components
             "v2v_ms": round((rec.first_audio_out - t0) * 1000, 1),
             "true_eot_delay_ms": round((rec.eot - t0) * 1000, 1),
             **{k: v for k, v in rec.timings().items() if k in STAGES},
-            "end_reason": rec.end_reason, "stt_reused": rec.stt_reused, "preempt_reused": rec.preempt == "reused",
+            "route": rec.route, "end_reason": rec.end_reason,
+            "stt_reused": rec.stt_reused, "preempt_reused": rec.preempt == "reused",
             "preempts_dropped": rec.preempts_dropped, "preempt_wasted_ms": rec.preempt_wasted_ms,
             "user_text": rec.user_text, "reply_text": rec.reply_text,
             "stt_backend": rec.stt_backend, "llm_backend": rec.llm_backend, "tts_backend": rec.tts_backend,
@@ -94,8 +95,9 @@ def measure(ctx: Context, clip: Clip, settings: Settings, components: Components
 
 def figures(rows: list[dict]) -> dict:
     """p50 / p95 of v2v and of every stage over the answered rows, the speculative-STT and preemptive-reply reuse
-    rates, the preemptive replies' wasted work (dropped per turn, ms per turn: mean and p95), and how many turns
-    each chain member served per stage (``backends``)."""
+    rates, the preemptive replies' wasted work (dropped per turn, ms per turn: mean and p95), how many turns each
+    route answered (``routes``: llm, safety, identity, fallback) and each chain member served per stage
+    (``backends``)."""
     answered = [r for r in rows if r["v2v_ms"] is not None]
     out = {"n": len(rows), "answered": len(answered)}
     for key in ("v2v_ms", "true_eot_delay_ms", *STAGES):
@@ -107,6 +109,8 @@ def figures(rows: list[dict]) -> dict:
     out["stt_reused_rate"], out["preempt_reused_rate"] = mean("stt_reused"), mean("preempt_reused")
     out["preempts_dropped_mean"], out["preempt_wasted_ms_mean"] = mean("preempts_dropped"), mean("preempt_wasted_ms", 1)
     out["preempt_wasted_ms_p95"] = percentile([r["preempt_wasted_ms"] for r in answered], 95)
+    # a clip the safety router flags is answered without the LLM: its v2v is not an LLM turn's
+    out["routes"] = dict(Counter(r["route"] for r in answered))
     # which chain member did each stage's work: a remote stage that silently fell back shows here
     out["backends"] = {stage: dict(Counter(r[f"{stage}_backend"] for r in answered if r[f"{stage}_backend"]))
                        for stage in ("stt", "llm", "tts")}
