@@ -37,7 +37,7 @@ from oviya.brain.safety import SafetyRouter, SafetyRules, load_rules
 from oviya.config import CONFIG_DIR, Settings
 
 FOLDS = 5
-SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # semantic thresholds the cross-validation also reports
+SWEEP = (0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95)  # semantic thresholds the cross-validation also reports
 
 
 def judge(router: SafetyRouter, item: dict) -> dict:
