@@ -85,6 +85,7 @@ def test_fine_tuning_mpnet_writes_an_adapter_that_changes_its_embeddings_and_bin
     ("He beat me to the ground last night.", "abuse"),
     ("I'm ending it all tonight.", "suicide"),  # inflections
     ("I burned myself on purpose again.", "self_harm"),
+    ("I cut myself when things get bad.", "self_harm"),  # "when" alone is no accident: the idiom needs one named
     ("She ended her life? No, I mean I ended things, I'm ending my life.", "suicide"),
 ])
 def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text, category):
@@ -94,9 +95,14 @@ def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text
 
 @pytest.mark.parametrize("text", ["I'm ready to die on this hill.", "My baby kicks me all night.",
                                   "I burned myself on the stove.", "He beat me at chess again.",
-                                  "I passed out on the couch watching TV."])
+                                  "I passed out on the couch watching TV.", "I cut myself when the knife slipped."])
 def test_a_figure_of_speech_clears_the_words_it_explains_even_for_the_semantic_layer(full_router, text):
     assert full_router.check_rules(text) == "explained" and full_router.check_input(text) is None
+
+
+def test_a_phrase_that_only_contains_a_rules_words_matches_nothing(router):
+    for text in ("I use Python quite a bit myself.", "I cook a little bit myself these days."):
+        assert router.check_input(text) is None, text
 
 
 def test_the_rules_alone_keep_false_positives_under_five_percent(router, labelled):
@@ -114,7 +120,7 @@ def test_an_indirect_statement_no_rule_names_is_caught_by_the_semantic_layer(ful
 
 def test_an_ambiguous_turn_is_judged_with_the_previous_one_and_a_crisis_turns_words_are_not_read_into_the_next(
         full_router):
-    previous, text = "I can't sleep and I can't stop crying.", "I'm going to take them tonight."  # not in the set
+    previous, text = "Everything is falling apart.", "I'm going to do it tonight."  # not in the set
     assert full_router.check_input(previous) is None and full_router.check_input(text) is None
     assert full_router.check_input(text, previous) is not None
     crisis = "I want to kill myself."  # answered with the safe reply; its words match no rule in the next turn's pair
