@@ -125,6 +125,8 @@ def test_an_ambiguous_turn_is_judged_with_the_previous_one_and_a_crisis_turns_wo
     assert full_router.check_input(text, previous) is not None
     crisis = "I want to kill myself."  # answered with the safe reply; its words match no rule in the next turn's pair
     assert full_router.check_input(text, crisis) is not None  # an escalation after it is still heard
+    plan = "I'm going to take them tonight."  # not in the set; alone it reads as an everyday plan
+    assert full_router.check_input(plan) is None and full_router.check_input(plan, crisis) is not None
     abuse = "My husband hit me again and I'm scared he'll do it again tonight."
     verdict = full_router.check_input("He's outside the door right now.", abuse)
     assert verdict is not None and verdict.category == "abuse"  # the same crisis goes on: its resources
