@@ -1,4 +1,4 @@
-from oviya.brain.clauses import ClauseChunker, ends_sentence
+from oviya.brain.clauses import ClauseChunker, ends_sentence, sentences
 from oviya.brain.speech import clean_for_speech, count_sentences, is_plain, spell_numbers
 
 
@@ -45,3 +45,9 @@ def test_persona_style_checks():
     assert is_plain("Sure, I can help with that. What do you need?")
     assert not is_plain("Here you go:\n1. first\n2. second") and not is_plain("Nice 🎉") and not is_plain("**bold**")
     assert count_sentences("One. Two! Three? And four") == 4 and count_sentences("") == 0
+
+
+def test_a_whole_text_is_split_into_sentences_but_not_after_an_abbreviation():
+    assert sentences("Hi there. Dr. Smith called!\nI can't  sleep… Why?") == \
+        ["Hi there.", "Dr. Smith called!", "I can't  sleep…", "Why?"]
+    assert sentences("no full stop") == ["no full stop"] and sentences(" ... ") == []

@@ -31,6 +31,8 @@ def test_all_quick_on_a_copy_of_the_data_reports_every_contract_key(settings, tm
         assert set(CONTRACT[task]) <= set(summary[task]), task
         assert "skipped" not in summary[task], (task, summary[task])
     assert summary["safety"]["in_sample"] and summary["safety"]["cv"]["recall"] >= 0.75  # cross-validated
+    mixed = summary["safety"]["cv"]["mixed_turns"]  # a crisis line beside an everyday one, each test fold's own
+    assert mixed["n"] > 0 and mixed["recall"] >= 0.75 and summary["safety"]["mixed_turns"]["recall"] >= 0.75
     assert summary["stt"]["wer"] < 0.5
     report = (out / "report.md").read_text()
     assert "## latency" in report and "latency_cdf.png" in report and "latency_waterfall.png" in report

@@ -46,7 +46,7 @@ def test_safety_on_ray_workers_gives_the_same_verdicts(settings: Settings, tmp_p
     (data / "safety.jsonl").write_text("\n".join(lines[::8]) + "\n")  # ~120 lines of every kind; not in-sample: no CV
     here = run_eval("safety", data, tmp_path / "here")["safety"]
     on_ray = run_eval("safety", data, tmp_path / "ray", "--ray")["safety"]
-    for key in ("n", "recall", "fp_rate", "recall_by_kind", "fp_rate_by_kind", "rules_only", "missed"):
+    for key in ("n", "recall", "fp_rate", "recall_by_kind", "fp_rate_by_kind", "rules_only", "mixed_turns", "missed"):
         assert on_ray[key] == here[key], key
     def verdicts(out: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if k != "check_ms"} for r in rows(out, "safety")]  # a time, not a verdict

@@ -13,6 +13,8 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
   ``head_only_recall_at_5pct_fp``: the head alone (no rules, no context) at the threshold that flags 5 % of the
   negatives. ``--quick`` keeps MPNet as released (``cv.encoder``): ~20 s instead of ~18 min on 2 cores. On anyone
   else's file the shipped router's figures are already out of sample.
+- ``mixed_turns``: recall and false-positive rate on turns of two sentences (:func:`mixed_turns`: every crisis line
+  once, as many others, each beside an everyday line of the file); in ``cv`` from each test fold's own lines.
 - ``check_ms_p50`` / ``check_ms_p95``: the shipped router's time per line (rules, MPNet and MiniLM on this CPU), the
   time a turn waits for it before the LLM starts.
 - ``rules_only``: recall and false-positive rate of the rules without the semantic layer.
@@ -20,6 +22,7 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
 
 from __future__ import annotations
 
+import random
 import tempfile
 import time
 from collections import defaultdict
@@ -81,6 +84,38 @@ def _figures(rows: list[dict]) -> dict:
     }
 
 
+CONTEXT_KINDS = ("everyday", "chat_corpus", "distress")  # the labelled set's kinds said beside a crisis in one turn
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?", "…")) else f"{text}."
+
+
+def mixed_turns(rows: list[dict], seed: int = 0) -> list[dict]:
+    """Turns of two sentences, as a spoken turn often is ("Tell me a joke. I want to die."): each crisis line with a
+    line of everyday chat or distress (kinds :data:`CONTEXT_KINDS`; a file without them: any of its other lines)
+    before or after it, still a crisis of its category, and as many other lines paired the same way, still not one.
+    Lines with ``previous`` are left out. Returns the new rows (``kind`` ``mixed_turn``) in a seeded order."""
+    rng = random.Random(seed)
+    single = [r for r in rows if not r.get("previous")]
+    others = [r for r in single if not r["crisis"]]
+    context = [r["text"] for r in others if r.get("kind") in CONTEXT_KINDS] or [r["text"] for r in others]
+    crisis = [r for r in single if r["crisis"]]
+    if not context or not crisis:
+        return []
+    out = []
+    for r in [*crisis, *rng.sample(others, min(len(crisis), len(others)))]:
+        a, b = _sentence(r["text"]), _sentence(rng.choice(context))
+        out.append({**r, "text": f"{a} {b}" if rng.random() < 0.5 else f"{b} {a}", "kind": "mixed_turn"})
+    rng.shuffle(out)
+    return out
+
+
+def _mixed_figures(judged: list[dict]) -> dict:
+    return {"n": len(judged), **{k: v for k, v in _figures(judged).items() if k in ("recall", "fp_rate")}}
+
+
 def _cross_validated(rows: list[dict], rules: SafetyRules, ctx: Context) -> dict:
     """The whole router (rules + a head trained on four folds) on the fifth fold, at each threshold of the sweep.
     The full run fine-tunes MPNet's adapters per fold as the shipped ones were (~3.5 min a fold on 2 cores);
@@ -92,6 +127,7 @@ def _cross_validated(rows: list[dict], rules: SafetyRules, ctx: Context) -> dict
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(texts, labels))
     thresholds = sorted({rules.semantic.threshold, *SWEEP})
     judged: dict[float, list[dict]] = {t: [{}] * len(rows) for t in thresholds}
+    mixed: list[dict] = []
     p_crisis = np.zeros(len(rows))
     cache_size = 2 * len(rows)  # every line is judged once per threshold: the embedders' caches hold them all
     minilm = SentenceEmbedder(cache_size=cache_size)
@@ -112,11 +148,14 @@ def _cross_validated(rows: list[dict], rules: SafetyRules, ctx: Context) -> dict
                     update={"threshold": t})}), semantic)
                 for i, r in zip(test, _judge(router, [rows[i] for i in test])):
                     judged[t][i] = r
+                if t == rules.semantic.threshold:
+                    mixed += _judge(router, mixed_turns([rows[i] for i in test]))
     crisis = np.array([r["crisis"] for r in rows])
     at_5 = np.quantile(p_crisis[~crisis], 0.95)
     sweep = {str(t): {k: v for k, v in _figures(judged[t]).items() if k in ("recall", "fp_rate")} for t in SWEEP}
     return {"folds": FOLDS, "encoder": "fine-tuned per fold" if as_released is None else "as released (--quick)",
             **_figures(judged[rules.semantic.threshold]), "threshold_sweep": sweep,
+            "mixed_turns": _mixed_figures(mixed),
             "head_only_recall_at_5pct_fp": round(float((p_crisis[crisis] > at_5).mean()), 4)}
 
 
@@ -138,6 +177,8 @@ def run(ctx: Context) -> dict:
         "check_ms_p50": percentile([r["check_ms"] for r in rows], 50),
         "check_ms_p95": percentile([r["check_ms"] for r in rows], 95),
         "rules_only": {k: v for k, v in _figures(rules_only).items() if k in ("recall", "fp_rate")},
+        "mixed_turns": _mixed_figures(ctx.map(judge, mixed_turns(items), setup=shipped_router,
+                                              desc="safety, mixed turns")),
         "cv": _cross_validated(items, rules, ctx) if in_sample else None,
         "missed": [r["text"] for r in pos if not r["crisis_flagged"]][:20],
         "false_positives": [r["text"] for r in neg if r["crisis_flagged"]][:20],

@@ -21,6 +21,22 @@ def ends_sentence(clause: str) -> bool:
     return clause.rstrip("\"')]").endswith((".", "!", "?", "…"))
 
 
+def sentences(text: str) -> list[str]:
+    """Split ``text`` into sentences: after . ! ? … (not after an abbreviation such as "Dr.") and at line breaks.
+
+    Returns:
+        the sentences in order, stripped; those without a letter or digit are dropped.
+    """
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        words = text[start : m.end()].split()
+        if m.group().startswith("\n") or not words or words[-1].lower() not in _ABBREVIATIONS:
+            out.append(text[start : m.end()])
+            start = m.end()
+    out.append(text[start:])
+    return [s.strip() for s in out if _speakable(s)]
+
+
 def _speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 

@@ -10,6 +10,7 @@ Measured by ``python -m eval safety`` (recall per kind, false-positive rate, cro
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from oviya.brain.clauses import sentences
 from oviya.brain.encoder_tuning import TuningConfig
 from oviya.brain.semantic_safety import SemanticSafety
 
@@ -57,6 +59,8 @@ class SemanticConfig(BaseModel):
     rule_veto_below: float = Field(0.0, ge=0, lt=1, description="a crisis rule's match is cleared when the head's "
                                    "P(crisis) of the turn is below this (a mention, not a statement: the past, a "
                                    "question, someone else, a story); 0 = rules are final")
+    max_sentences: int = Field(ge=1, le=16, description="a turn of several sentences is also scored sentence by "
+                               "sentence, in at most this many runs of adjacent sentences (each costs an embedding)")
     tuning: TuningConfig
 
 
@@ -115,7 +119,8 @@ class SafetyRouter:
     an idiom can no longer erase a real statement beside it. A crisis rule's match stands unless the semantic head
     reads the turn as a mere mention (P(crisis) below ``semantic.rule_veto_below``, both as written and as the rules
     read it: "I used to self-harm as a teenager, but I'm doing well now"). What no rule matches is scored by the
-    semantic head, alone and, when the turn is ambiguous on its own, together with the user's previous turn.
+    semantic head, alone and, when the turn is ambiguous on its own, together with the user's previous turn; a turn of
+    several sentences also sentence by sentence ("Tell me a joke. I want to die."), the highest score counting.
 
     Args:
         rules: the rule sets (see :func:`load_rules`).
@@ -150,15 +155,23 @@ class SafetyRouter:
                 return Verdict("harmful_request", m.group())
         return "explained" if explained else None
 
-    def _semantic(self, text: str) -> tuple[float, str]:
+    def _semantic(self, text: str, by_sentence: bool = True) -> tuple[float, str]:
+        """The head's (P(crisis), category) of ``text``; with ``by_sentence``, of a turn of several sentences the
+        highest of the whole and of each sentence alone: one sentence of crisis in a longer turn is otherwise
+        averaged away by the everyday ones beside it, or cut off past the encoders' 128 tokens."""
         assert self.semantic is not None
-        return self.semantic.score([text])[0]
+        units = [text]
+        if by_sentence and len(parts := sentences(text)) > 1:
+            size = math.ceil(len(parts) / self.config.max_sentences)  # runs of adjacent sentences bound the cost
+            units += [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
+        return max(self.semantic.score(units), key=lambda s: s[0])
 
     def check_input(self, text: str, previous: str | None = None) -> Verdict | None:
         """A crisis or harmful request in the user's turn ``text`` (``previous``: their turn before it), else None.
 
-        Blocking: the semantic head embeds one to three texts with MPNet and MiniLM (``eval safety``: p50 51 ms, p95
-        62 ms per line on 2 cores).
+        Blocking: the semantic head embeds one to three texts with MPNet and MiniLM, and one more per sentence of a
+        turn of several (``eval safety``: p50 47 ms, p95 69 ms per line on 2 cores; 1 / 3 / 9 texts at once: 46 /
+        74 / 172 ms).
         """
         verdict = self.check_rules(text)
         if verdict == "explained" or self.semantic is None:
@@ -176,7 +189,8 @@ class SafetyRouter:
             if isinstance(paired, Verdict) and paired.crisis:
                 return paired
             if paired is None and p >= self.config.context_threshold:
-                p, category = self._semantic(both)
+                # the pair as a whole: by sentence, a crisis said in the previous turn would flag any reply to it
+                p, category = self._semantic(both, by_sentence=False)
         if p >= self.config.threshold:
             # right after a crisis turn, the head's category for this turn is a guess; the crisis named in the
             # previous turn goes on, and its resources are the ones to give again
@@ -185,10 +199,18 @@ class SafetyRouter:
 
     def _reads_as_mention(self, text: str) -> bool:
         """The head's P(crisis) is below ``rule_veto_below`` for the turn as written and as the rules read it (slang
-        expanded: "im gonna kms"): the past, a question, someone else, a story. The second reading is embedded only
-        when the first is below."""
+        expanded: "im gonna kms"): the past, a question, someone else, a story; in a turn of several sentences, also
+        for each sentence a crisis rule matches read with the sentence after it, the one that says what it was ("I
+        used to self-harm as a teenager. I'm doing well now."), so everyday talk before a statement cannot make it
+        read as a mention ("Tell me a joke. I want to die.": the head reads that whole at 0.00). Each reading is
+        embedded only when the ones before it are below."""
         veto = self.config.rule_veto_below
-        return veto > 0 and all(self._semantic(t)[0] < veto for t in (text, normalise(text)))
+        if veto <= 0 or any(self._semantic(t, by_sentence=False)[0] >= veto for t in (text, normalise(text))):
+            return False
+        parts = sentences(text)
+        windows = [" ".join(parts[i : i + 2]) for i, part in enumerate(parts)
+                   if len(parts) > 1 and isinstance(v := self.check_rules(part), Verdict) and v.crisis]
+        return all(self._semantic(w, by_sentence=False)[0] < veto for w in windows)
 
     def _crisis_category(self, text: str) -> str | None:
         """The crisis category of ``text`` judged alone (rules, then the head), else None."""
