@@ -118,7 +118,8 @@ class SafetyRouter:
     "die on this hill" in "ready to die on this hill"), and never in a turn with an earnest marker ("I mean it"), so
     an idiom can no longer erase a real statement beside it. A crisis rule's match stands unless the semantic head
     reads the turn as a mere mention (P(crisis) below ``semantic.rule_veto_below``, both as written and as the rules
-    read it: "I used to self-harm as a teenager, but I'm doing well now"). What no rule matches is scored by the
+    read it, and the matched sentence with the one after it: "I used to self-harm as a teenager, but I'm doing well
+    now"). What no rule matches is scored by the
     semantic head, alone and, when the turn is ambiguous on its own, together with the user's previous turn; a turn of
     several sentences also sentence by sentence ("Tell me a joke. I want to die."), the highest score counting.
 
@@ -170,7 +171,7 @@ class SafetyRouter:
         """A crisis or harmful request in the user's turn ``text`` (``previous``: their turn before it), else None.
 
         Blocking: the semantic head embeds one to three texts with MPNet and MiniLM, and one more per sentence of a
-        turn of several (``eval safety``: p50 47 ms, p95 69 ms per line on 2 cores; 1 / 3 / 9 texts at once: 46 /
+        turn of several (``eval safety``: p50 47 ms, p95 105 ms per line on 2 cores; 1 / 3 / 9 texts at once: 46 /
         74 / 172 ms).
         """
         verdict = self.check_rules(text)
