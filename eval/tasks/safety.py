@@ -15,6 +15,7 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
   else's file the shipped router's figures are already out of sample.
 - ``mixed_turns``: recall and false-positive rate on turns of two sentences (:func:`mixed_turns`: every crisis line
   once, as many others, each beside an everyday line of the file); in ``cv`` from each test fold's own lines.
+  ``--quick``: a random 250 of them, 50 a fold.
 - ``check_ms_p50`` / ``check_ms_p95``: the shipped router's time per line (rules, MPNet and MiniLM on this CPU), the
   time a turn waits for it before the LLM starts.
 - ``rules_only``: recall and false-positive rate of the rules without the semantic layer.
@@ -149,7 +150,8 @@ def _cross_validated(rows: list[dict], rules: SafetyRules, ctx: Context) -> dict
                 for i, r in zip(test, _judge(router, [rows[i] for i in test])):
                     judged[t][i] = r
                 if t == rules.semantic.threshold:
-                    mixed += _judge(router, mixed_turns([rows[i] for i in test]))
+                    fold = mixed_turns([rows[i] for i in test])  # seeded order: a prefix is a random sample
+                    mixed += _judge(router, fold[: ctx.limit(len(fold), 50)])
     crisis = np.array([r["crisis"] for r in rows])
     at_5 = np.quantile(p_crisis[~crisis], 0.95)
     sweep = {str(t): {k: v for k, v in _figures(judged[t]).items() if k in ("recall", "fp_rate")} for t in SWEEP}
@@ -169,6 +171,7 @@ def run(ctx: Context) -> dict:
     ctx.write_rows("safety", rows)
     in_sample = sha256_file(path) == ss.Head.load().data_sha256
     rules_only = _judge(SafetyRouter(rules), items)
+    mixed = mixed_turns(items)  # seeded order: ``--quick``'s prefix is a random sample
     pos = [r for r in rows if r["crisis"]]
     neg = [r for r in rows if not r["crisis"]]
     return {
@@ -177,7 +180,7 @@ def run(ctx: Context) -> dict:
         "check_ms_p50": percentile([r["check_ms"] for r in rows], 50),
         "check_ms_p95": percentile([r["check_ms"] for r in rows], 95),
         "rules_only": {k: v for k, v in _figures(rules_only).items() if k in ("recall", "fp_rate")},
-        "mixed_turns": _mixed_figures(ctx.map(judge, mixed_turns(items), setup=shipped_router,
+        "mixed_turns": _mixed_figures(ctx.map(judge, mixed[: ctx.limit(len(mixed), 250)], setup=shipped_router,
                                               desc="safety, mixed turns")),
         "cv": _cross_validated(items, rules, ctx) if in_sample else None,
         "missed": [r["text"] for r in pos if not r["crisis_flagged"]][:20],
