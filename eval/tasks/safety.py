@@ -69,15 +69,17 @@ def _rate(rows: list[dict]) -> float | None:
     return round(sum(r["crisis_flagged"] for r in rows) / len(rows), 4) if rows else None
 
 
+def _rates(rows: list[dict]) -> dict:
+    return {"recall": _rate([r for r in rows if r["crisis"]]), "fp_rate": _rate([r for r in rows if not r["crisis"]])}
+
+
 def _figures(rows: list[dict]) -> dict:
-    pos = [r for r in rows if r["crisis"]]
-    neg = [r for r in rows if not r["crisis"]]
     by_kind: dict[tuple[bool, str], list[dict]] = defaultdict(list)
     for r in rows:
         by_kind[(r["crisis"], r.get("kind") or ("crisis" if r["crisis"] else "other"))].append(r)
     with_cat = [r for r in rows if r.get("category")]
     return {
-        "recall": _rate(pos), "fp_rate": _rate(neg),
+        **_rates(rows),
         "recall_by_kind": {k: _rate(v) for (c, k), v in sorted(by_kind.items()) if c},
         "fp_rate_by_kind": {k: _rate(v) for (c, k), v in sorted(by_kind.items()) if not c},
         "category_accuracy": round(sum(r["flagged"] == r["category"] for r in with_cat) / len(with_cat), 4)
@@ -111,10 +113,6 @@ def mixed_turns(rows: list[dict], seed: int = 0) -> list[dict]:
         out.append({**r, "text": f"{a} {b}" if rng.random() < 0.5 else f"{b} {a}", "kind": "mixed_turn"})
     rng.shuffle(out)
     return out
-
-
-def _mixed_figures(judged: list[dict]) -> dict:
-    return {"n": len(judged), **{k: v for k, v in _figures(judged).items() if k in ("recall", "fp_rate")}}
 
 
 def _cross_validated(rows: list[dict], rules: SafetyRules, ctx: Context) -> dict:
@@ -154,10 +152,10 @@ def _cross_validated(rows: list[dict], rules: SafetyRules, ctx: Context) -> dict
                     mixed += _judge(router, fold[: ctx.limit(len(fold), 50)])
     crisis = np.array([r["crisis"] for r in rows])
     at_5 = np.quantile(p_crisis[~crisis], 0.95)
-    sweep = {str(t): {k: v for k, v in _figures(judged[t]).items() if k in ("recall", "fp_rate")} for t in SWEEP}
+    sweep = {str(t): _rates(judged[t]) for t in SWEEP}
     return {"folds": FOLDS, "encoder": "fine-tuned per fold" if as_released is None else "as released (--quick)",
             **_figures(judged[rules.semantic.threshold]), "threshold_sweep": sweep,
-            "mixed_turns": _mixed_figures(mixed),
+            "mixed_turns": {"n": len(mixed), **_rates(mixed)},
             "head_only_recall_at_5pct_fp": round(float((p_crisis[crisis] > at_5).mean()), 4)}
 
 
@@ -172,6 +170,7 @@ def run(ctx: Context) -> dict:
     in_sample = sha256_file(path) == ss.Head.load().data_sha256
     rules_only = _judge(SafetyRouter(rules), items)
     mixed = mixed_turns(items)  # seeded order: ``--quick``'s prefix is a random sample
+    mixed = ctx.map(judge, mixed[: ctx.limit(len(mixed), 250)], setup=shipped_router, desc="safety, mixed turns")
     pos = [r for r in rows if r["crisis"]]
     neg = [r for r in rows if not r["crisis"]]
     return {
@@ -179,9 +178,8 @@ def run(ctx: Context) -> dict:
         "threshold": rules.semantic.threshold, **_figures(rows),
         "check_ms_p50": percentile([r["check_ms"] for r in rows], 50),
         "check_ms_p95": percentile([r["check_ms"] for r in rows], 95),
-        "rules_only": {k: v for k, v in _figures(rules_only).items() if k in ("recall", "fp_rate")},
-        "mixed_turns": _mixed_figures(ctx.map(judge, mixed[: ctx.limit(len(mixed), 250)], setup=shipped_router,
-                                              desc="safety, mixed turns")),
+        "rules_only": _rates(rules_only),
+        "mixed_turns": {"n": len(mixed), **_rates(mixed)},
         "cv": _cross_validated(items, rules, ctx) if in_sample else None,
         "missed": [r["text"] for r in pos if not r["crisis_flagged"]][:20],
         "false_positives": [r["text"] for r in neg if r["crisis_flagged"]][:20],

@@ -29,12 +29,18 @@ def sentences(text: str) -> list[str]:
     """
     out, start = [], 0
     for m in _SENTENCE_END.finditer(text):
-        words = text[start : m.end()].split()
-        if m.group().startswith("\n") or not words or words[-1].lower() not in _ABBREVIATIONS:
+        if _ends_sentence_at(text[start : m.end()], m):
             out.append(text[start : m.end()])
             start = m.end()
     out.append(text[start:])
     return [s.strip() for s in out if _speakable(s)]
+
+
+def _ends_sentence_at(text: str, m: re.Match[str]) -> bool:
+    """A sentence-end match ``m`` that closes ``text`` (the text up to it) ends a sentence: a line break, or the
+    last word is no abbreviation ("Dr.")."""
+    words = text.split()
+    return m.group().startswith("\n") or not words or words[-1].lower() not in _ABBREVIATIONS
 
 
 def _speakable(text: str) -> bool:
@@ -76,8 +82,7 @@ class ClauseChunker:
         """End index of the earliest complete clause in the buffer, or None."""
         cuts = []
         for m in _SENTENCE_END.finditer(self._buf):
-            words = self._buf[: m.end()].split()
-            if m.group().startswith("\n") or not words or words[-1].lower() not in _ABBREVIATIONS:
+            if _ends_sentence_at(self._buf[: m.end()], m):
                 cuts.append(m.end())
                 break
         min_words = self.min_words if self._released else self.first_min_words
