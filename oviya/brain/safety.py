@@ -54,7 +54,7 @@ class SemanticConfig(BaseModel):
 
     enabled: bool
     threshold: float = Field(gt=0, lt=1, description="P(crisis) at or above which a turn is a crisis")
-    context_threshold: float = Field(gt=0, lt=1, description="P(crisis) of a turn alone at or above which it is "
+    context_threshold: float = Field(ge=0, lt=1, description="P(crisis) of a turn alone at or above which it is "
                                      "judged again together with the user's previous turn")
     rule_veto_below: float = Field(0.0, ge=0, lt=1, description="a crisis rule's match is cleared when the head's "
                                    "P(crisis) of the turn is below this (a mention, not a statement: the past, a "
