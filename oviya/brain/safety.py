@@ -158,40 +158,56 @@ class SafetyRouter:
 
     def _semantic(self, text: str, by_sentence: bool = True) -> tuple[float, str]:
         """The head's (P(crisis), category) of ``text``; with ``by_sentence``, of a turn of several sentences the
-        highest of the whole and of each sentence alone: one sentence of crisis in a longer turn is otherwise
-        averaged away by the everyday ones beside it, or cut off past the encoders' 128 tokens."""
-        assert self.semantic is not None
+        highest of the whole and of each sentence alone (``_units``)."""
+        return self._best(self._score(self._units(text, by_sentence)))
+
+    def _units(self, text: str, by_sentence: bool = True) -> list[str]:
+        """The texts ``text`` is scored as: itself and, with ``by_sentence`` and several sentences, each sentence (runs
+        of adjacent ones past ``max_sentences``): one sentence of crisis in a longer turn is otherwise averaged away by
+        the everyday ones beside it, or cut off past the encoders' 128 tokens."""
         units = [text]
         if by_sentence and len(parts := sentences(text)) > 1:
             size = math.ceil(len(parts) / self.config.max_sentences)  # runs of adjacent sentences bound the cost
             units += [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
-        return max(self.semantic.score(units), key=lambda s: s[0])
+        return units
+
+    def _score(self, texts: list[str]) -> list[tuple[float, str]]:
+        assert self.semantic is not None
+        return self.semantic.score(texts)
+
+    @staticmethod
+    def _best(scores: list[tuple[float, str]]) -> tuple[float, str]:
+        return max(scores, key=lambda s: s[0])
 
     def check_input(self, text: str, previous: str | None = None) -> Verdict | None:
         """A crisis or harmful request in the user's turn ``text`` (``previous``: their turn before it), else None.
 
-        Blocking: the semantic head embeds one to three texts with MPNet and MiniLM, and one more per sentence of a
-        turn of several (``eval safety``: p50 47 ms, p95 105 ms per line on 2 cores; 1 / 3 / 9 texts at once: 46 /
-        74 / 172 ms).
+        Blocking: the semantic head embeds with MPNet and MiniLM, in one batch, the turn, each sentence of a turn of
+        several and, with ``previous``, the pair; the previous turn is judged alone too (its embeddings are cached
+        from its own check). ``eval safety`` (lines alone): p50 50 ms, p95 122 ms per line on 2 cores; 1 / 3 / 9
+        texts at once: 46 / 74 / 172 ms.
         """
         verdict = self.check_rules(text)
         if verdict == "explained" or self.semantic is None:
             return None if verdict == "explained" else verdict
         if verdict is not None:
             return None if verdict.crisis and self._reads_as_mention(text) else verdict
-        p, category = self._semantic(text)
+        units = self._units(text)
+        both = f"{previous} {text}" if previous else None
+        # the pair (one text: by sentence, a crisis said in the previous turn would flag any reply to it) is embedded
+        # in the same batch as the turn, cheaper than a second pass, since nearly every turn is judged with it
+        scores = self._score(units + [both] if both else units)
+        p, category = self._best(scores[: len(units)])
         ongoing = self._crisis_category(previous) if previous else None
-        if p < self.config.threshold and previous:
+        if p < self.config.threshold and both:
             # judged together when this turn alone is ambiguous: the head ("I have all my pills on the table." then
             # "I'm going to take them now."), and the rules unless the previous turn was a crisis alone (a place in
             # one turn, the act in the next; after a crisis turn its own words would match whatever follows).
-            both = f"{previous} {text}"
             paired = None if ongoing else self.check_rules(both)
             if isinstance(paired, Verdict) and paired.crisis:
                 return paired
             if paired is None and p >= self.config.context_threshold:
-                # the pair as a whole: by sentence, a crisis said in the previous turn would flag any reply to it
-                p, category = self._semantic(both, by_sentence=False)
+                p, category = scores[-1]
         if p >= self.config.threshold:
             # right after a crisis turn, the head's category for this turn is a guess; the crisis named in the
             # previous turn goes on, and its resources are the ones to give again
