@@ -120,7 +120,8 @@ class SafetyRouter:
     reads the turn as a mere mention (P(crisis) below ``semantic.rule_veto_below``, both as written and as the rules
     read it, and the matched sentence with the one after it: "I used to self-harm as a teenager, but I'm doing well
     now"). What no rule matches is scored by the
-    semantic head, alone and, when the turn is ambiguous on its own, together with the user's previous turn; a turn of
+    semantic head, alone and, when it does not flag the turn alone (and the turn reaches ``context_threshold``),
+    together with the user's previous turn; a turn of
     several sentences also sentence by sentence ("Tell me a joke. I want to die."), the highest score counting.
 
     Args:
@@ -200,7 +201,7 @@ class SafetyRouter:
         p, category = self._best(scores[: len(units)])
         ongoing = self._crisis_category(previous) if previous else None
         if p < self.config.threshold and both:
-            # judged together when this turn alone is ambiguous: the head ("I have all my pills on the table." then
+            # judged together when this turn alone is not flagged: the head ("I have all my pills on the table." then
             # "I'm going to take them now."), and the rules unless the previous turn was a crisis alone (a place in
             # one turn, the act in the next; after a crisis turn its own words would match whatever follows).
             paired = None if ongoing else self.check_rules(both)
