@@ -88,6 +88,10 @@ def test_fine_tuning_mpnet_writes_an_adapter_that_changes_its_embeddings_and_bin
     ("I burned myself on purpose again.", "self_harm"),
     ("I cut myself when things get bad.", "self_harm"),  # "when" alone is no accident: the idiom needs one named
     ("She ended her life? No, I mean I ended things, I'm ending my life.", "suicide"),
+    ("I wish I'd never been born.", "suicide"),
+    ("My partner gets violent when he drinks.", "abuse"),
+    ("Honestly I just want to self-delete.", "suicide"),  # algospeak, read as the words it stands for
+    ("I keep thinking about unaliving myself.", "suicide"),
 ])
 def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text, category):
     verdict = router.check_input(text)
@@ -96,7 +100,8 @@ def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text
 
 @pytest.mark.parametrize("text", ["I'm ready to die on this hill.", "My baby kicks me all night.",
                                   "I burned myself on the stove.", "He beat me at chess again.",
-                                  "I passed out on the couch watching TV.", "I cut myself when the knife slipped."])
+                                  "I passed out on the couch watching TV.", "I cut myself when the knife slipped.",
+                                  "He hits me up whenever he's in town.", "My brother beat me to the bathroom again."])
 def test_a_figure_of_speech_clears_the_words_it_explains_even_for_the_semantic_layer(full_router, text):
     assert full_router.check_rules(text) == "explained" and full_router.check_input(text) is None
 
@@ -104,6 +109,12 @@ def test_a_figure_of_speech_clears_the_words_it_explains_even_for_the_semantic_l
 def test_a_phrase_that_only_contains_a_rules_words_matches_nothing(router):
     for text in ("I use Python quite a bit myself.", "I cook a little bit myself these days."):
         assert router.check_input(text) is None, text
+
+
+@pytest.mark.parametrize("text", ["I don't want to die, I want to get better.", "I'm never going to die if I eat this healthily.",
+                                  "I'm ending things with my girlfriend.", "We cycled 12 kms today."])
+def test_a_rule_matches_neither_a_negated_wish_nor_a_breakup_nor_a_distance(router, text):
+    assert router.check_rules(text) is None
 
 
 def test_the_rules_alone_keep_false_positives_under_five_percent(router, labelled):
@@ -197,6 +208,8 @@ def test_unsafe_model_output_is_caught(router):
 
 def test_normalisation_expands_contractions_and_curly_quotes():
     assert normalise("I’m done, I can't… I don't WANNA live!") == "i am done i cannot i do not want to live"
+    assert normalise("im gonna kms, commit sewer slide") == "i am going to kill myself commit suicide"
+    assert normalise("We drove 40 kms") == "we drove 40 kms"
 
 
 def test_a_crisis_turn_gets_the_personas_safe_reply_without_the_llm(components, settings):

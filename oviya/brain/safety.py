@@ -31,7 +31,11 @@ _CONTRACTIONS = [
     (r"'re\b", " are"), (r"'ve\b", " have"), (r"'ll\b", " will"), (r"'d\b", " would"), (r"\bwanna\b", "want to"),
     (r"\bgonna\b", "going to"), (r"\bgotta\b", "got to"), (r"\bim\b", "i am"), (r"\bdont\b", "do not"),
     (r"\bcant\b", "cannot"), (r"\bwont\b", "will not"), (r"\bdoesnt\b", "does not"), (r"\bdidnt\b", "did not"),
-    (r"\bisnt\b", "is not"), (r"\bcan not\b", "cannot"), (r"\bkms\b", "kill myself"),
+    (r"\bisnt\b", "is not"), (r"\bcan not\b", "cannot"),
+    # slang and algospeak (words people use to get past platform filters), read as the words they stand for; "kms"
+    # after a number is kilometres
+    (r"(?<![0-9])(?<![0-9] )\bkms\b", "kill myself"), (r"\bunalive\b", "kill"), (r"\bunaliv(ed|ing)\b", r"kill\1"),
+    (r"\bsewer ?slide\b", "suicide"), (r"\bself[- ]?delete\b", "kill myself"), (r"\bself[- ]?deleting\b", "killing myself"),
 ]
 _CONTRACTIONS_RE = [(re.compile(a), b) for a, b in _CONTRACTIONS]
 _NON_WORD = re.compile(r"[^a-z0-9' -]+")
