@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.tasks.safety import mixed_turns
+from eval.tasks.safety import in_conversation, mixed_turns
 from oviya.assets import sha256_file
 from oviya.brain.embedding import MPNetEmbedder, SentenceEmbedder
 from oviya.brain.encoder_tuning import fine_tune
@@ -149,6 +149,13 @@ def test_a_long_turn_is_judged_sentence_by_sentence_past_the_encoders_128_tokens
     assert full_router.check_rules(text) is None  # only the head can hear it, and only in its last sentence
     assert full_router.check_input(text).crisis
     assert full_router.check_input(everyday) is None
+
+
+def test_eval_safetys_conversations_judge_each_line_after_the_one_before_it(labelled):
+    lone = [r for r in labelled if not r.get("previous")]
+    turns = in_conversation(labelled, turns=5)
+    assert [r["text"] for r in turns] == [r["text"] for r in lone]
+    assert [r.get("previous") for r in turns[:6]] == [None, *(r["text"] for r in lone[:4]), None]
 
 
 def test_eval_safetys_mixed_turns_pair_each_crisis_line_with_everyday_talk_and_keep_its_label(labelled):

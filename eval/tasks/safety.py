@@ -18,6 +18,9 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
   ``--quick``: a random 250 of them, 50 a fold.
 - ``check_ms_p50`` / ``check_ms_p95``: the shipped router's time per line (rules, MPNet and MiniLM on this CPU), the
   time a turn waits for it before the LLM starts.
+- ``in_conversation``: the same time (``check_ms_p50`` / ``p95``) with each line judged after the one before it
+  (:func:`in_conversation`), as the app checks a turn: the pair embedded with it, the previous turn's embeddings
+  cached from its own check. ``--quick``: 250 lines.
 - ``rules_only``: recall and false-positive rate of the rules without the semantic layer.
 """
 
@@ -93,6 +96,14 @@ CONTEXT_KINDS = ("everyday", "chat_corpus", "distress")  # the labelled set's ki
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text.endswith((".", "!", "?", "…")) else f"{text}."
+
+
+def in_conversation(rows: list[dict], turns: int = 5) -> list[dict]:
+    """The lines without a ``previous`` as conversations of ``turns`` turns: each line after the first of its run
+    carries the line before it as ``previous``. Judged in order, so the previous line was judged just before (its
+    embeddings in the router's cache, as in the app); for the check's time only: two unrelated lines have no label."""
+    lone = [r for r in rows if not r.get("previous")]
+    return [{**r, "previous": lone[i - 1]["text"]} if i % turns else dict(r) for i, r in enumerate(lone)]
 
 
 def mixed_turns(rows: list[dict], seed: int = 0) -> list[dict]:
@@ -171,6 +182,8 @@ def run(ctx: Context) -> dict:
     rules_only = _judge(SafetyRouter(rules), items)
     mixed = mixed_turns(items)  # seeded order: ``--quick``'s prefix is a random sample
     mixed = ctx.map(judge, mixed[: ctx.limit(len(mixed), 250)], setup=shipped_router, desc="safety, mixed turns")
+    turns = in_conversation(items)
+    turns = ctx.map(judge, turns[: ctx.limit(len(turns), 250)], setup=shipped_router, desc="safety, in conversation")
     pos = [r for r in rows if r["crisis"]]
     neg = [r for r in rows if not r["crisis"]]
     return {
@@ -179,6 +192,8 @@ def run(ctx: Context) -> dict:
         "check_ms_p50": percentile([r["check_ms"] for r in rows], 50),
         "check_ms_p95": percentile([r["check_ms"] for r in rows], 95),
         "rules_only": _rates(rules_only),
+        "in_conversation": {"n": len(turns), **{f"check_ms_p{q}": percentile([r["check_ms"] for r in turns], q)
+                                                 for q in (50, 95)}},
         "mixed_turns": {"n": len(mixed), **_rates(mixed)},
         "cv": _cross_validated(items, rules, ctx) if in_sample else None,
         "missed": [r["text"] for r in pos if not r["crisis_flagged"]][:20],
