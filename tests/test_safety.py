@@ -101,7 +101,8 @@ def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text
 @pytest.mark.parametrize("text", ["I'm ready to die on this hill.", "My baby kicks me all night.",
                                   "I burned myself on the stove.", "He beat me at chess again.",
                                   "I passed out on the couch watching TV.", "I cut myself when the knife slipped.",
-                                  "He hits me up whenever he's in town.", "My brother beat me to the bathroom again."])
+                                  "He hits me up whenever he's in town.", "My brother beat me to the bathroom again.",
+                                  "She always beats me to work."])
 def test_a_figure_of_speech_clears_the_words_it_explains_even_for_the_semantic_layer(full_router, text):
     assert full_router.check_rules(text) == "explained" and full_router.check_input(text) is None
 

@@ -43,7 +43,7 @@ _SPACES = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
-    """Lower case, straight apostrophes, contractions expanded, punctuation → spaces, whitespace collapsed."""
+    """Lower case, straight apostrophes, contractions and slang expanded, punctuation → spaces, whitespace collapsed."""
     t = text.lower().replace("’", "'").replace("‘", "'").replace("`", "'")
     for pattern, repl in _CONTRACTIONS_RE:
         t = pattern.sub(repl, t)
