@@ -55,8 +55,8 @@ SERVER_ENV = {  # every call comes from 127.0.0.1: per-client limits must not st
 
 def run(ctx: Context, levels: tuple[int, ...] | None = None, cycles: int | None = None,
         rounds: int | None = None) -> dict:
-    """Args: levels / cycles / rounds override the defaults (quick: N = 1, 2, 1 round, 5 cycles; full: N = 1, 2, 4,
-    4 rounds, 50 cycles)."""
+    """Args: levels / cycles / rounds override the defaults (quick: N = 1, 2, 1 round, 2 warm-up calls and 5 cycles;
+    full: N = 1, 2, 4, 4 rounds, 40 warm-up calls and 50 cycles)."""
     clips = [c for c in ctx.clips if c.category == "stt" and 1.0 <= c.row.get("duration_s", 0) <= 6.0]
     if not clips:
         return {"skipped": "no stt clips"}
@@ -157,7 +157,9 @@ def _leak_check(ctx: Context, url: str, clips: list, cycles: int, token: str | N
             return False
         return res.voiced_s(res.mic_finished, time.monotonic() + 1) > 0
 
-    for i in range(WARMUP_CYCLES):  # first calls create pools, caches and lazily loaded state
+    # first calls create pools, caches and lazily loaded state; --quick (a smoke run whose 5 cycles measure no leak)
+    # warms up with 2
+    for i in range(ctx.limit(default=WARMUP_CYCLES, quick=2)):
         cycle(i)
     before = _gauges(url, token)
     answered = sum(cycle(i) for i in tqdm(range(cycles), desc="load cycles", file=ctx.progress))
