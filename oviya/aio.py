@@ -85,6 +85,11 @@ class PerLoop(Generic[T]):
     """One instance of ``factory()`` per running event loop, for async clients (httpx, openai) whose connection
     pool belongs to the loop it was first used on: a model shared by a server's single loop and by runs that each
     start their own (``asyncio.run`` per eval clip) must not carry a connection into a closed loop.
+
+    An instance left behind with its loop is not closed (its connections cannot shut down on a closed loop; their
+    sockets go with the garbage collector). openai's own default HTTP client would schedule that close from its
+    finaliser on whatever loop runs then and fail ("Event loop is closed", logged as a task exception nobody
+    retrieved): the openai clients here are given ``openai.DefaultAsyncHttpxClient()``, the same defaults without it.
     """
 
     def __init__(self, factory: Callable[[], T]) -> None:

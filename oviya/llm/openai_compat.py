@@ -27,7 +27,8 @@ class OpenAICompatChat:
         self.name = f"openai:{settings.model}@{settings.base_url}"
         key = settings.api_key()
         self._client = PerLoop(lambda: openai.AsyncOpenAI(base_url=settings.base_url, api_key=key,
-                                                          timeout=settings.timeout_s, max_retries=0))
+                                                          timeout=settings.timeout_s, max_retries=0,
+                                                          http_client=openai.DefaultAsyncHttpxClient()))
         # Warm-ups are blocking calls (start-up, a persona change, a pause's prompt): one synchronous client for all.
         self._warmup_client = openai.OpenAI(base_url=settings.base_url, api_key=key,
                                             timeout=settings.warmup_timeout_s, max_retries=0)

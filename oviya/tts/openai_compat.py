@@ -35,7 +35,8 @@ class OpenAICompatTTS:
         self.sample_rate = settings.sample_rate
         self.name = f"openai_compat:{settings.model}@{settings.base_url}"
         self._client = PerLoop(lambda: openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key(),
-                                                          timeout=settings.timeout_s, max_retries=0))
+                                                          timeout=settings.timeout_s, max_retries=0,
+                                                          http_client=openai.DefaultAsyncHttpxClient()))
 
     async def synthesize(self, text: str, emotion: str | None = None) -> AsyncIterator[np.ndarray]:
         """Yields ``np.ndarray[int16]`` shape (n,) at :attr:`sample_rate` as the bytes arrive.
