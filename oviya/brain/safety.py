@@ -26,7 +26,8 @@ from oviya.brain.semantic_safety import SemanticSafety
 Category = Literal["suicide", "self_harm", "abuse", "medical_emergency", "harmful_request", "unsafe_output"]
 CRISIS: tuple[Category, ...] = ("suicide", "self_harm", "abuse", "medical_emergency")
 
-_CONTRACTIONS = [
+# how people write or speak words the rules name in one form: contractions, spoken forms, slang
+_SPOKEN_FORMS = [
     (r"\bcan'?t\b", "cannot"), (r"\bwon'?t\b", "will not"), (r"\b(\w+)n't\b", r"\1 not"), (r"\bi'?m\b", "i am"),
     (r"'re\b", " are"), (r"'ve\b", " have"), (r"'ll\b", " will"), (r"'d\b", " would"), (r"\bwanna\b", "want to"),
     (r"\bgonna\b", "going to"), (r"\bgotta\b", "got to"), (r"\bim\b", "i am"), (r"\bdont\b", "do not"),
@@ -37,7 +38,7 @@ _CONTRACTIONS = [
     (r"(?<![0-9])(?<![0-9] )\bkms\b", "kill myself"), (r"\bunalive\b", "kill"), (r"\bunaliv(ed|ing)\b", r"kill\1"),
     (r"\bsewer ?slide\b", "suicide"), (r"\bself[- ]?delete\b", "kill myself"), (r"\bself[- ]?deleting\b", "killing myself"),
 ]
-_CONTRACTIONS_RE = [(re.compile(a), b) for a, b in _CONTRACTIONS]
+_SPOKEN_FORMS_RE = [(re.compile(a), b) for a, b in _SPOKEN_FORMS]
 _NON_WORD = re.compile(r"[^a-z0-9' -]+")
 _SPACES = re.compile(r"\s+")
 
@@ -45,7 +46,7 @@ _SPACES = re.compile(r"\s+")
 def normalise(text: str) -> str:
     """Lower case, straight apostrophes, contractions and slang expanded, punctuation → spaces, whitespace collapsed."""
     t = text.lower().replace("’", "'").replace("‘", "'").replace("`", "'")
-    for pattern, repl in _CONTRACTIONS_RE:
+    for pattern, repl in _SPOKEN_FORMS_RE:
         t = pattern.sub(repl, t)
     t = _NON_WORD.sub(" ", t).replace("'", "")
     return _SPACES.sub(" ", t).strip()
