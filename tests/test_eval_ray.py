@@ -39,6 +39,7 @@ def test_stt_and_vad_on_ray_workers_give_the_same_results(settings: Settings, tm
         assert rows(tmp_path / "ray", "vad") == rows(tmp_path / "here", "vad")  # the whole sweep
 
 
+@pytest.mark.timeout(600)  # ~160 s here: the file's every 8th line, mixed and in-conversation turns, twice
 def test_safety_on_ray_workers_gives_the_same_verdicts(settings: Settings, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
