@@ -11,7 +11,7 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
   Then ``cv`` gives honest ones: 5-fold cross-validation, MPNet's adapters and the head retrained on four folds and
   the whole router (rules + that head) run on the fifth, also at other thresholds (``threshold_sweep``);
   ``head_only_recall_at_5pct_fp``: the head alone (no rules, no context) at the threshold that flags 5 % of the
-  negatives. The full run takes ~60 min on 2 cores (2949 lines). On anyone else's file the shipped router's figures
+  negatives. The full run takes ~60 min on 2 cores (~3000 lines). On anyone else's file the shipped router's figures
   are already out of sample.
 - ``--quick`` (a CI smoke run, ~2 min): the shipped router on a random 500 lines (:func:`sample`), the
   cross-validation on a random 1200 with MPNet as released (``cv.encoder``), only the heads trained.
