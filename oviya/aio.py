@@ -89,7 +89,8 @@ class PerLoop(Generic[T]):
     An instance left behind with its loop is not closed (its connections cannot shut down on a closed loop; their
     sockets go with the garbage collector). openai's own default HTTP client would schedule that close from its
     finaliser on whatever loop runs then and fail ("Event loop is closed", logged as a task exception nobody
-    retrieved): the openai clients here are given ``openai.DefaultAsyncHttpxClient()``, the same defaults without it.
+    retrieved): :func:`openai_per_loop` gives its clients ``openai.DefaultAsyncHttpxClient()``, the same defaults
+    without it.
     """
 
     def __init__(self, factory: Callable[[], T]) -> None:
@@ -103,3 +104,12 @@ class PerLoop(Generic[T]):
         if loop is not self._loop or self._value is None:
             self._loop, self._value = loop, self._factory()
         return self._value
+
+
+def openai_per_loop(base_url: str, api_key: str, timeout_s: float) -> PerLoop:
+    """A :class:`PerLoop` of ``openai.AsyncOpenAI`` clients (no retries: the stages' fallbacks decide), each with
+    openai's default HTTP client minus the finaliser described in :class:`PerLoop`."""
+    import openai
+
+    return PerLoop(lambda: openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0,
+                                              http_client=openai.DefaultAsyncHttpxClient()))

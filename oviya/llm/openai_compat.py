@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-from oviya.aio import PerLoop
+from oviya.aio import openai_per_loop
 from oviya.config import OpenAISettings
 from oviya.llm import GenerationParams, LLMError, Message
 
@@ -26,9 +26,7 @@ class OpenAICompatChat:
         self.settings = settings
         self.name = f"openai:{settings.model}@{settings.base_url}"
         key = settings.api_key()
-        self._client = PerLoop(lambda: openai.AsyncOpenAI(base_url=settings.base_url, api_key=key,
-                                                          timeout=settings.timeout_s, max_retries=0,
-                                                          http_client=openai.DefaultAsyncHttpxClient()))
+        self._client = openai_per_loop(settings.base_url, key, settings.timeout_s)
         # Warm-ups are blocking calls (start-up, a persona change, a pause's prompt): one synchronous client for all.
         self._warmup_client = openai.OpenAI(base_url=settings.base_url, api_key=key,
                                             timeout=settings.warmup_timeout_s, max_retries=0)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from oviya.aio import PerLoop
+from oviya.aio import openai_per_loop
 from oviya.config import OpenAITTSSettings
 from oviya.tts import TTSError, clause_text
 
@@ -29,14 +29,10 @@ class OpenAICompatTTS:
     """
 
     def __init__(self, settings: OpenAITTSSettings) -> None:
-        import openai
-
         self.settings = settings
         self.sample_rate = settings.sample_rate
         self.name = f"openai_compat:{settings.model}@{settings.base_url}"
-        self._client = PerLoop(lambda: openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key(),
-                                                          timeout=settings.timeout_s, max_retries=0,
-                                                          http_client=openai.DefaultAsyncHttpxClient()))
+        self._client = openai_per_loop(settings.base_url, settings.api_key(), settings.timeout_s)
 
     async def synthesize(self, text: str, emotion: str | None = None) -> AsyncIterator[np.ndarray]:
         """Yields ``np.ndarray[int16]`` shape (n,) at :attr:`sample_rate` as the bytes arrive.
