@@ -118,6 +118,23 @@ def test_a_rule_matches_neither_a_negated_wish_nor_a_breakup_nor_a_distance(rout
     assert router.check_rules(text) is None
 
 
+@pytest.mark.parametrize("text", ["I'm not going to hurt myself tonight, I promise.",
+                                  "I do not want to kill myself, I want my life back.",
+                                  "I'm definitely not suicidal, I'm just fed up with my landlord."])
+def test_a_denied_statement_is_left_to_the_semantic_head(router, text):
+    assert router.check_rules(text) is None
+
+
+@pytest.mark.parametrize("text, category", [
+    ("I'm not okay, I want to kill myself.", "suicide"),
+    ("I don't want to live anymore.", "suicide"),
+    ("I'm not going to lie, I've been cutting myself again.", "self_harm"),
+])
+def test_a_denial_clears_only_the_match_right_after_it(router, text, category):
+    verdict = router.check_rules(text)
+    assert verdict is not None and verdict != "explained" and verdict.category == category, verdict
+
+
 def test_the_rules_alone_keep_false_positives_under_five_percent(router, labelled):
     negatives = [r for r in labelled if not r["crisis"]]
     flagged = [r["text"] for r in negatives if (v := router.check_input(r["text"])) is not None and v.crisis]

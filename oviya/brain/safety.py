@@ -76,6 +76,8 @@ class SafetyRules(BaseModel):
 
     idioms: list[str] = Field(description="figures of speech: clear a crisis match only when they run through its end")
     earnest: list[str] = Field(description="phrases that mark a statement as meant: idioms clear nothing then")
+    negations: list[str] = Field(description="denial triggers, matched against the text just before a crisis "
+                                 "match (anchored with $): a match right after one is denied, not stated")
     categories: dict[Literal["suicide", "self_harm", "abuse", "medical_emergency"], list[str]]
     harmful_requests: list[str]
     unsafe_output: list[str]
@@ -109,7 +111,7 @@ def load_rules(path: Path) -> SafetyRules:
         pydantic.ValidationError / re.error: a bad key or an invalid regular expression.
     """
     rules = SafetyRules(**yaml.safe_load(path.read_text()))
-    for pattern in [*rules.idioms, *rules.earnest, *rules.harmful_requests, *rules.unsafe_output,
+    for pattern in [*rules.idioms, *rules.earnest, *rules.negations, *rules.harmful_requests, *rules.unsafe_output,
                     *(p for ps in rules.categories.values() for p in ps)]:
         re.compile(pattern)
     return rules
@@ -121,7 +123,8 @@ class SafetyRouter:
     Crisis rules run on the whole normalised text; a figure of speech clears a match only when its own match runs
     through the match's last words, the ones that made it a crisis ("is killing me" in "this joke is killing me",
     "die on this hill" in "ready to die on this hill"), and never in a turn with an earnest marker ("I mean it"), so
-    an idiom can no longer erase a real statement beside it. A crisis rule's match stands unless the semantic head
+    an idiom can no longer erase a real statement beside it. A match right after a denial trigger ("I'm not going
+    to hurt myself") does not count. A crisis rule's match stands unless the semantic head
     reads the turn as a mere mention (P(crisis) below ``semantic.rule_veto_below``, both as written and as the rules
     read it, and the matched sentence with the one after it: "I used to self-harm as a teenager, but I'm doing well
     now"). What no rule matches is scored by the
@@ -137,6 +140,7 @@ class SafetyRouter:
     def __init__(self, rules: SafetyRules, semantic: SemanticSafety | None = None) -> None:
         self._idioms = [re.compile(p) for p in rules.idioms]
         self._earnest = [re.compile(p) for p in rules.earnest]
+        self._negations = [re.compile(p) for p in rules.negations]
         self._crisis: list[tuple[Category, re.Pattern[str]]] = [
             (cat, re.compile(p)) for cat, ps in rules.categories.items() for p in ps
         ]
@@ -146,14 +150,17 @@ class SafetyRouter:
         self.config = rules.semantic
 
     def check_rules(self, text: str) -> Verdict | Literal["explained"] | None:
-        """The first crisis rule match no idiom explains, else the first harmful-request match; ``explained`` when
-        crisis rules matched and idioms explained every match (the semantic layer is not asked then); else None."""
+        """The first crisis rule match no idiom explains and no denial precedes, else the first harmful-request
+        match; ``explained`` when crisis rules matched and idioms explained every match (the semantic layer is not
+        asked then); else None."""
         t = normalise(text)
         earnest = any(p.search(t) for p in self._earnest)
         spans = [] if earnest else [m.span() for p in self._idioms for m in p.finditer(t)]
         explained = False
         for category, pattern in self._crisis:
             for m in pattern.finditer(t):
+                if self._denied(t, m.start()):  # "i do not want to kill myself": the head judges the turn
+                    continue
                 if not any(a < m.end() <= b for a, b in spans):  # an idiom runs through the match's last words
                     return Verdict(category, m.group())
                 explained = True
@@ -161,6 +168,11 @@ class SafetyRouter:
             if m := pattern.search(t):
                 return Verdict("harmful_request", m.group())
         return "explained" if explained else None
+
+    def _denied(self, t: str, start: int) -> bool:
+        """A denial trigger (``negations``) ends where a match begins at ``start`` of normalised ``t`` (the 60
+        characters before it are searched; NegEx's window is a few words)."""
+        return any(p.search(t, max(0, start - 60), start) for p in self._negations)
 
     def _semantic(self, text: str, by_sentence: bool = True) -> tuple[float, str]:
         """The head's (P(crisis), category) of ``text``; with ``by_sentence``, of a turn of several sentences the
