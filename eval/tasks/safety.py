@@ -13,16 +13,16 @@ ambiguous). The file comes from the data dir, else from ``eval.text_data_dir`` (
   ``head_only_recall_at_5pct_fp``: the head alone (no rules, no context) at the threshold that flags 5 % of the
   negatives. The full run takes ~60 min on 2 cores (~3000 lines). On anyone else's file the shipped router's figures
   are already out of sample.
-- ``--quick`` (a CI smoke run, ~2 min): the shipped router on a random 500 lines (:func:`sample`), the
-  cross-validation on a random 1200 with MPNet as released (``cv.encoder``), only the heads trained.
+- ``--quick`` (a CI smoke run, ~1.5 min): the shipped router on a random 250 lines (:func:`sample`), the
+  cross-validation on a random 600 with MPNet as released (``cv.encoder``), only the heads trained.
 - ``mixed_turns``: recall and false-positive rate on turns of two sentences (:func:`mixed_turns`: every crisis line
   once, as many others, each beside an everyday line of the file); in ``cv`` from each test fold's own lines.
-  ``--quick``: a random 250 of them, 50 a fold.
+  ``--quick``: a random 125 of them, 50 a fold.
 - ``check_ms_p50`` / ``check_ms_p95``: the shipped router's time per line (rules, MPNet and MiniLM on this CPU), the
   time a turn waits for it before the LLM starts.
 - ``in_conversation``: the same time (``check_ms_p50`` / ``p95``) with each line judged after the one before it
   (:func:`in_conversation`), as the app checks a turn: the pair embedded with it, the previous turn's embeddings
-  cached from its own check. ``--quick``: 250 lines.
+  cached from its own check. ``--quick``: 125 lines.
 - ``rules_only``: recall and false-positive rate of the rules without the semantic layer.
 """
 
@@ -46,8 +46,8 @@ from oviya.brain.safety import SafetyRouter, SafetyRules, load_rules
 from oviya.config import CONFIG_DIR, Settings
 
 FOLDS = 5
-QUICK_LINES = 500  # --quick (a CI smoke run): the shipped router on a random 500 lines, the cross-validation on 1200
-QUICK_CV_LINES = 1200
+QUICK_LINES = 250  # --quick (a CI smoke run): the shipped router on a random 250 lines, the cross-validation on 600,
+QUICK_CV_LINES = 600  # mixed turns and turns in conversation 125 each
 SWEEP = (0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95)  # semantic thresholds the cross-validation also reports
 
 
@@ -193,9 +193,11 @@ def run(ctx: Context) -> dict:
     in_sample = sha256_file(path) == ss.Head.load().data_sha256
     rules_only = _judge(SafetyRouter(rules), items)
     mixed = mixed_turns(items)  # seeded order: ``--quick``'s prefix is a random sample
-    mixed = ctx.map(judge, mixed[: ctx.limit(len(mixed), 250)], setup=shipped_router, desc="safety, mixed turns")
+    mixed = ctx.map(judge, mixed[: ctx.limit(len(mixed), QUICK_LINES // 2)], setup=shipped_router,
+                    desc="safety, mixed turns")
     turns = in_conversation(items)
-    turns = ctx.map(judge, turns[: ctx.limit(len(turns), 250)], setup=shipped_router, desc="safety, in conversation")
+    turns = ctx.map(judge, turns[: ctx.limit(len(turns), QUICK_LINES // 2)], setup=shipped_router,
+                    desc="safety, in conversation")
     pos = [r for r in rows if r["crisis"]]
     neg = [r for r in rows if not r["crisis"]]
     return {
