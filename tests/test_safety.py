@@ -284,8 +284,12 @@ def test_pain_without_risk_language_goes_to_the_llm_and_a_burden_statement_does_
 def test_the_head_clears_a_rule_match_it_reads_as_a_mention_but_never_a_statement(full_router, rules):
     mention = "In the film the hero's wife is suicidal after the war."  # not in the set
     assert isinstance(full_router.check_rules(mention), Verdict) and full_router.check_input(mention) is None
-    # read with the sentence after it (alone, the first reads as a statement: P 0.99)
-    assert full_router.check_input("I used to self-harm as a teenager. I'm doing well now, honestly.") is None
+    assert full_router.check_input("I used to self-harm as a teenager, but I'm doing well now, honestly.") is None
+    # in a turn of several sentences the matched sentence is read alone: everyday talk beside a statement must not
+    # dilute it into a mention, so a mention told over two sentences is flagged (alone, the first reads P 0.99)
+    for turn in ("I cut myself last night. We watched a film after dinner.",
+                 "I used to self-harm as a teenager. I'm doing well now, honestly."):
+        assert full_router.check_input(turn).category == "self_harm", turn
     for statement in ("im gonna kms", "I'm suicidal.", "I want to kill myself.", "my bf hits me"):
         assert full_router.check_input(statement).crisis, statement  # slang is read as the rules expand it, too
     final = rules.model_copy(update={"semantic": rules.semantic.model_copy(update={"rule_veto_below": 0.0})})

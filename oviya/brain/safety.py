@@ -126,8 +126,8 @@ class SafetyRouter:
     an idiom can no longer erase a real statement beside it. A match right after a denial trigger ("I'm not going
     to hurt myself") does not count. A crisis rule's match stands unless the semantic head
     reads the turn as a mere mention (P(crisis) below ``semantic.rule_veto_below``, both as written and as the rules
-    read it, and the matched sentence with the one after it: "I used to self-harm as a teenager, but I'm doing well
-    now"). What no rule matches is scored by the
+    read it, and each matched sentence alone: "I used to self-harm as a teenager, but I'm doing well now"). What no
+    rule matches is scored by the
     semantic head, alone and, when it does not flag the turn alone (and the turn reaches ``context_threshold``),
     together with the user's previous turn; a turn of
     several sentences also sentence by sentence ("Tell me a joke. I want to die."), the highest score counting.
@@ -235,17 +235,18 @@ class SafetyRouter:
     def _reads_as_mention(self, text: str) -> bool:
         """The head's P(crisis) is below ``rule_veto_below`` for the turn as written and as the rules read it (slang
         expanded: "im gonna kms"): the past, a question, someone else, a story; in a turn of several sentences, also
-        for each sentence a crisis rule matches read with the sentence after it, the one that says what it was ("I
-        used to self-harm as a teenager. I'm doing well now."), so everyday talk before a statement cannot make it
-        read as a mention ("Tell me a joke. I want to die.": the head reads that whole at 0.00). Each reading is
-        embedded only when the ones before it are below."""
+        for each sentence a crisis rule matches, alone, so everyday talk beside a statement cannot make it read as a
+        mention ("Tell me a joke. I want to die.": the head reads that whole at 0.00; "I cut myself last night. We
+        watched a film." read with the sentence after it, too). A mention told over two sentences ("I used to
+        self-harm as a teenager. I'm doing well now.") is therefore flagged: a missed statement costs more than a
+        safe reply too many. Each reading is embedded only when the ones before it are below."""
         veto = self.config.rule_veto_below
         if veto <= 0 or any(self._semantic(t, by_sentence=False)[0] >= veto for t in (text, normalise(text))):
             return False
         parts = sentences(text)
-        windows = [" ".join(parts[i : i + 2]) for i, part in enumerate(parts)
+        matched = [part for part in parts
                    if len(parts) > 1 and isinstance(v := self.check_rules(part), Verdict) and v.crisis]
-        return all(self._semantic(w, by_sentence=False)[0] < veto for w in windows)
+        return all(self._semantic(part, by_sentence=False)[0] < veto for part in matched)
 
     def _crisis_category(self, text: str) -> str | None:
         """The crisis category of ``text`` judged alone (rules, then the head), else None."""
