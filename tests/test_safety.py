@@ -105,7 +105,7 @@ def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text
                                   "I burned myself on the stove.", "He beat me at chess again.",
                                   "I passed out on the couch watching TV.", "I cut myself when the knife slipped.",
                                   "He hits me up whenever he's in town.", "My brother beat me to the bathroom again.",
-                                  "She always beats me to work."])
+                                  "She always beats me to work.", "We're planning to end it on a high note tonight."])
 def test_a_figure_of_speech_clears_the_words_it_explains_even_for_the_semantic_layer(full_router, text):
     assert full_router.check_rules(text) == "explained" and full_router.check_input(text) is None
 
@@ -136,6 +136,34 @@ def test_a_denied_statement_is_left_to_the_semantic_head(router, text):
 def test_a_denial_clears_only_the_match_right_after_it(router, text, category):
     verdict = router.check_rules(text)
     assert verdict is not None and verdict != "explained" and verdict.category == category, verdict
+
+
+@pytest.mark.parametrize("text", ["I haven't thought about hurting myself in over a year.",
+                                  "I no longer get suicidal thoughts since I started therapy.",
+                                  "No more urges to self-harm for six months now.",
+                                  "I used to cut myself when things got bad at school."])
+def test_a_statement_denied_or_told_as_the_past_is_no_crisis_when_nothing_else_is_said(full_router, labelled, text):
+    assert text not in {r["text"] for r in labelled}
+    # the head alone reads the first and the last as the statement (P 0.80, 0.99): the denied clause is not its to read
+    assert full_router.check_rules(text) is None and full_router.check_input(text) is None
+
+
+def test_what_is_said_beside_a_denial_is_still_judged(full_router):
+    text = "I'm not suicidal, but honestly there is nothing left for me and I'm so tired of fighting to stay here."
+    assert full_router.check_rules(text) is None
+    assert full_router.check_input(text).crisis  # the head reads the clause after "but"
+    assert full_router.check_input("I'm not going to hurt myself, I just need to vent about my sister.") is None
+
+
+@pytest.mark.parametrize("text, category", [
+    ("I hadn't cut myself in months, but last night I did it again.", "self_harm"),  # a reversal after the match
+    ("I never thought about suicide until this week.", "suicide"),
+    ("I can't stop thinking about killing myself.", "suicide"),  # no trigger: "cannot stop" is no denial
+    ("The rope I'm going to use to hang myself is in the garage.", "suicide"),  # "use to" is not "used to"
+])
+def test_a_reversal_or_a_look_alike_of_a_trigger_leaves_the_match_standing(router, text, category):
+    verdict = router.check_rules(text)
+    assert isinstance(verdict, Verdict) and verdict.category == category, verdict
 
 
 def test_the_rules_alone_keep_false_positives_under_five_percent(router, labelled):
@@ -286,10 +314,8 @@ def test_the_head_clears_a_rule_match_it_reads_as_a_mention_but_never_a_statemen
     assert isinstance(full_router.check_rules(mention), Verdict) and full_router.check_input(mention) is None
     assert full_router.check_input("I used to self-harm as a teenager, but I'm doing well now, honestly.") is None
     # in a turn of several sentences the matched sentence is read alone: everyday talk beside a statement must not
-    # dilute it into a mention, so a mention told over two sentences is flagged (alone, the first reads P 0.99)
-    for turn in ("I cut myself last night. We watched a film after dinner.",
-                 "I used to self-harm as a teenager. I'm doing well now, honestly."):
-        assert full_router.check_input(turn).category == "self_harm", turn
+    # dilute it into a mention
+    assert full_router.check_input("I cut myself last night. We watched a film after dinner.").category == "self_harm"
     for statement in ("im gonna kms", "I'm suicidal.", "I want to kill myself.", "my bf hits me"):
         assert full_router.check_input(statement).crisis, statement  # slang is read as the rules expand it, too
     final = rules.model_copy(update={"semantic": rules.semantic.model_copy(update={"rule_veto_below": 0.0})})

@@ -39,6 +39,8 @@ _SPOKEN_FORMS = [
     (r"\bsewer ?slide\b", "suicide"), (r"\bself[- ]?delete\b", "kill myself"), (r"\bself[- ]?deleting\b", "killing myself"),
 ]
 _SPOKEN_FORMS_RE = [(re.compile(a), b) for a, b in _SPOKEN_FORMS]
+_CLAUSE_CUT = re.compile(r"[,;:]\s+|\s+[–—-]\s+|\s+(?=(?:but|however|though|although|yet|whereas|except)\b)",
+                         re.IGNORECASE)
 _NON_WORD = re.compile(r"[^a-z0-9' -]+")
 _SPACES = re.compile(r"\s+")
 
@@ -78,6 +80,10 @@ class SafetyRules(BaseModel):
     earnest: list[str] = Field(description="phrases that mark a statement as meant: idioms clear nothing then")
     negations: list[str] = Field(description="denial triggers, matched against the text just before a crisis "
                                  "match (anchored with $): a match right after one is denied, not stated")
+    historical: list[str] = Field(description="past-time triggers, matched as ``negations`` are: a match right "
+                                  "after one is told as the past, and counts as a denied one")
+    reversals: list[str] = Field(description="words after a denied match that undo the denial ('until now'): "
+                                 "the match counts")
     categories: dict[Literal["suicide", "self_harm", "abuse", "medical_emergency"], list[str]]
     harmful_requests: list[str]
     unsafe_output: list[str]
@@ -111,7 +117,8 @@ def load_rules(path: Path) -> SafetyRules:
         pydantic.ValidationError / re.error: a bad key or an invalid regular expression.
     """
     rules = SafetyRules(**yaml.safe_load(path.read_text()))
-    for pattern in [*rules.idioms, *rules.earnest, *rules.negations, *rules.harmful_requests, *rules.unsafe_output,
+    for pattern in [*rules.idioms, *rules.earnest, *rules.negations, *rules.historical, *rules.reversals,
+                    *rules.harmful_requests, *rules.unsafe_output,
                     *(p for ps in rules.categories.values() for p in ps)]:
         re.compile(pattern)
     return rules
@@ -123,14 +130,14 @@ class SafetyRouter:
     Crisis rules run on the whole normalised text; a figure of speech clears a match only when its own match runs
     through the match's last words, the ones that made it a crisis ("is killing me" in "this joke is killing me",
     "die on this hill" in "ready to die on this hill"), and never in a turn with an earnest marker ("I mean it"), so
-    an idiom can no longer erase a real statement beside it. A match right after a denial trigger ("I'm not going
-    to hurt myself") does not count. A crisis rule's match stands unless the semantic head
-    reads the turn as a mere mention (P(crisis) below ``semantic.rule_veto_below``, both as written and as the rules
-    read it, and each matched sentence alone: "I used to self-harm as a teenager, but I'm doing well now"). What no
-    rule matches is scored by the
-    semantic head, alone and, when it does not flag the turn alone (and the turn reaches ``context_threshold``),
-    together with the user's previous turn; a turn of
-    several sentences also sentence by sentence ("Tell me a joke. I want to die."), the highest score counting.
+    an idiom can no longer erase a real statement beside it. A match right after a denial or past-time trigger ("I'm
+    not going to hurt myself", "I haven't thought about self-harm in months", "I used to self-harm") does not count,
+    and the head judges the turn without the clauses so denied (NegEx, ConText). A crisis rule's match stands unless
+    the semantic head reads the turn as a mere mention (P(crisis) below ``semantic.rule_veto_below``, both as written
+    and as the rules read it, and each matched sentence alone: "How do I help someone having a seizure?"). What no
+    rule matches is scored by the semantic head, alone and, when it does not flag the turn alone (and the turn
+    reaches ``context_threshold``), together with the user's previous turn; a turn of several sentences also sentence
+    by sentence ("Tell me a joke. I want to die."), the highest score counting.
 
     Args:
         rules: the rule sets (see :func:`load_rules`).
@@ -140,7 +147,8 @@ class SafetyRouter:
     def __init__(self, rules: SafetyRules, semantic: SemanticSafety | None = None) -> None:
         self._idioms = [re.compile(p) for p in rules.idioms]
         self._earnest = [re.compile(p) for p in rules.earnest]
-        self._negations = [re.compile(p) for p in rules.negations]
+        self._negations = [re.compile(p) for p in [*rules.negations, *rules.historical]]
+        self._reversals = [re.compile(p) for p in rules.reversals]
         self._crisis: list[tuple[Category, re.Pattern[str]]] = [
             (cat, re.compile(p)) for cat, ps in rules.categories.items() for p in ps
         ]
@@ -159,7 +167,7 @@ class SafetyRouter:
         explained = False
         for category, pattern in self._crisis:
             for m in pattern.finditer(t):
-                if self._denied(t, m.start()):  # "i do not want to kill myself": the head judges the turn
+                if self._denied(t, m):  # "i do not want to kill myself": the head judges the rest of the turn
                     continue
                 if not any(a < m.end() <= b for a, b in spans):  # an idiom runs through the match's last words
                     return Verdict(category, m.group())
@@ -169,10 +177,27 @@ class SafetyRouter:
                 return Verdict("harmful_request", m.group())
         return "explained" if explained else None
 
-    def _denied(self, t: str, start: int) -> bool:
-        """A denial trigger (``negations``) ends where a match begins at ``start`` of normalised ``t`` (the 60
-        characters before it are searched; NegEx's window is a few words)."""
-        return any(p.search(t, max(0, start - 60), start) for p in self._negations)
+    def _denied(self, t: str, m: re.Match[str]) -> bool:
+        """A denial or past-time trigger (``negations``, ``historical``) ends where the match ``m`` in normalised
+        ``t`` begins (the 60 characters before it are searched; NegEx's window is a few words), and no reversal
+        follows it in the 60 characters after it."""
+        start, end = m.span()
+        return (any(p.search(t, max(0, start - 60), start) for p in self._negations)
+                and not any(p.search(t, end, end + 60) for p in self._reversals))
+
+    def _without_denied(self, text: str) -> str:
+        """``text`` without its clauses that hold a denied crisis match ("I'm not suicidal, just worn out" → "just
+        worn out"; "" when nothing else is said), else ``text`` itself: a clause is a sentence's part between commas,
+        semicolons, colons, dashes and contrast words ("but", "however"), where ConText ends a trigger's scope."""
+        clauses = [c for s in sentences(text) for c in _CLAUSE_CUT.split(s) if c.strip()]
+        kept = [c for c in clauses if not self._is_denial(c)]
+        return text if len(kept) == len(clauses) else " ".join(kept)
+
+    def _is_denial(self, clause: str) -> bool:
+        """A crisis match in ``clause`` is denied and none is stated."""
+        t = normalise(clause)
+        denied = any(self._denied(t, m) for _, p in self._crisis for m in p.finditer(t))
+        return denied and not isinstance(self.check_rules(clause), Verdict)
 
     def _semantic(self, text: str, by_sentence: bool = True) -> tuple[float, str]:
         """The head's (P(crisis), category) of ``text``; with ``by_sentence``, of a turn of several sentences the
@@ -210,6 +235,8 @@ class SafetyRouter:
             return None if verdict == "explained" else verdict
         if verdict is not None:
             return None if verdict.crisis and self._reads_as_mention(text) else verdict
+        if not (text := self._without_denied(text)):
+            return None  # nothing but denials: "I'm not thinking about suicide anymore."
         units = self._units(text)
         both = f"{previous} {text}" if previous else None
         # the pair (one text: by sentence, a crisis said in the previous turn would flag any reply to it) is embedded
@@ -237,9 +264,9 @@ class SafetyRouter:
         expanded: "im gonna kms"): the past, a question, someone else, a story; in a turn of several sentences, also
         for each sentence a crisis rule matches, alone, so everyday talk beside a statement cannot make it read as a
         mention ("Tell me a joke. I want to die.": the head reads that whole at 0.00; "I cut myself last night. We
-        watched a film." read with the sentence after it, too). A mention told over two sentences ("I used to
-        self-harm as a teenager. I'm doing well now.") is therefore flagged: a missed statement costs more than a
-        safe reply too many. Each reading is embedded only when the ones before it are below."""
+        watched a film." read with the sentence after it, too). A mention told over two sentences, the matched one
+        reading as a statement alone, is therefore flagged: a missed statement costs more than a safe reply too
+        many. Each reading is embedded only when the ones before it are below."""
         veto = self.config.rule_veto_below
         if veto <= 0 or any(self._semantic(t, by_sentence=False)[0] >= veto for t in (text, normalise(text))):
             return False
@@ -254,6 +281,8 @@ class SafetyRouter:
         if isinstance(verdict, Verdict):
             return verdict.category if verdict.crisis else None
         if verdict == "explained":  # a figure of speech: the head is not asked, as in check_input
+            return None
+        if not (text := self._without_denied(text)):
             return None
         p, category = self._semantic(text)
         return category if p >= self.config.threshold else None
