@@ -155,8 +155,20 @@ def test_what_is_said_beside_a_denial_is_still_judged(full_router):
     assert full_router.check_input("I'm not going to hurt myself, I just need to vent about my sister.") is None
 
 
+@pytest.mark.parametrize("text", ["My sister had a suicide attempt many years ago and we talk about it openly.",
+                                  "I cut myself as a teenager and I'm proud of how far I've come.",
+                                  "I have no intention of hurting myself, I'm just worn out."])
+def test_a_past_told_after_the_match_or_a_denied_intention_clears_it(router, text):
+    assert router.check_rules(text) is None
+
+
 @pytest.mark.parametrize("text, category", [
     ("I hadn't cut myself in months, but last night I did it again.", "self_harm"),  # a reversal after the match
+    ("I cut myself as a teenager and last night I did it again.", "self_harm"),
+    ("I'm going to kill myself at 11 tonight.", "suicide"),  # a time, not an age
+    ("I injured myself on purpose after the call.", "self_harm"),
+    ("I'm nothing but a weight on everyone around me.", "suicide"),
+    ("I'm ready to check out for good.", "suicide"),
     ("I never thought about suicide until this week.", "suicide"),
     ("I can't stop thinking about killing myself.", "suicide"),  # no trigger: "cannot stop" is no denial
     ("The rope I'm going to use to hang myself is in the garage.", "suicide"),  # "use to" is not "used to"

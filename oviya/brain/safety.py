@@ -82,6 +82,8 @@ class SafetyRules(BaseModel):
                                  "match (anchored with $): a match right after one is denied, not stated")
     historical: list[str] = Field(description="past-time triggers, matched as ``negations`` are: a match right "
                                   "after one is told as the past, and counts as a denied one")
+    historical_after: list[str] = Field(description="past-time triggers matched at a crisis match's end ('a few "
+                                        "years ago'): the match counts as a denied one")
     reversals: list[str] = Field(description="words after a denied match that undo the denial ('until now'): "
                                  "the match counts")
     categories: dict[Literal["suicide", "self_harm", "abuse", "medical_emergency"], list[str]]
@@ -117,7 +119,8 @@ def load_rules(path: Path) -> SafetyRules:
         pydantic.ValidationError / re.error: a bad key or an invalid regular expression.
     """
     rules = SafetyRules(**yaml.safe_load(path.read_text()))
-    for pattern in [*rules.idioms, *rules.earnest, *rules.negations, *rules.historical, *rules.reversals,
+    for pattern in [*rules.idioms, *rules.earnest, *rules.negations, *rules.historical, *rules.historical_after,
+                    *rules.reversals,
                     *rules.harmful_requests, *rules.unsafe_output,
                     *(p for ps in rules.categories.values() for p in ps)]:
         re.compile(pattern)
@@ -148,6 +151,7 @@ class SafetyRouter:
         self._idioms = [re.compile(p) for p in rules.idioms]
         self._earnest = [re.compile(p) for p in rules.earnest]
         self._negations = [re.compile(p) for p in [*rules.negations, *rules.historical]]
+        self._historical_after = [re.compile(p) for p in rules.historical_after]
         self._reversals = [re.compile(p) for p in rules.reversals]
         self._crisis: list[tuple[Category, re.Pattern[str]]] = [
             (cat, re.compile(p)) for cat, ps in rules.categories.items() for p in ps
@@ -179,10 +183,11 @@ class SafetyRouter:
 
     def _denied(self, t: str, m: re.Match[str]) -> bool:
         """A denial or past-time trigger (``negations``, ``historical``) ends where the match ``m`` in normalised
-        ``t`` begins (the 60 characters before it are searched; NegEx's window is a few words), and no reversal
-        follows it in the 60 characters after it."""
+        ``t`` begins (the 60 characters before it are searched; NegEx's window is a few words) or one of
+        ``historical_after`` begins where it ends, and no reversal follows it in the 60 characters after it."""
         start, end = m.span()
-        return (any(p.search(t, max(0, start - 60), start) for p in self._negations)
+        return ((any(p.search(t, max(0, start - 60), start) for p in self._negations)
+                 or any(p.match(t, end, end + 60) for p in self._historical_after))
                 and not any(p.search(t, end, end + 60) for p in self._reversals))
 
     def _without_denied(self, text: str) -> str:
