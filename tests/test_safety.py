@@ -123,7 +123,11 @@ def test_a_rule_matches_neither_a_negated_wish_nor_a_breakup_nor_a_distance(rout
 
 @pytest.mark.parametrize("text", ["I'm not going to hurt myself tonight, I promise.",
                                   "I do not want to kill myself, I want my life back.",
-                                  "I'm definitely not suicidal, I'm just fed up with my landlord."])
+                                  "I'm definitely not suicidal, I'm just fed up with my landlord.",
+                                  "I have no intention of hurting myself, I'm just worn out.",
+                                  # the past told after the match, as ConText's historical triggers read it
+                                  "My sister had a suicide attempt many years ago and we talk about it openly.",
+                                  "I cut myself as a teenager and I'm proud of how far I've come."])
 def test_a_denied_statement_is_left_to_the_semantic_head(router, text):
     assert router.check_rules(text) is None
 
@@ -153,13 +157,6 @@ def test_what_is_said_beside_a_denial_is_still_judged(full_router):
     assert full_router.check_rules(text) is None
     assert full_router.check_input(text).crisis  # the head reads the clause after "but"
     assert full_router.check_input("I'm not going to hurt myself, I just need to vent about my sister.") is None
-
-
-@pytest.mark.parametrize("text", ["My sister had a suicide attempt many years ago and we talk about it openly.",
-                                  "I cut myself as a teenager and I'm proud of how far I've come.",
-                                  "I have no intention of hurting myself, I'm just worn out."])
-def test_a_past_told_after_the_match_or_a_denied_intention_clears_it(router, text):
-    assert router.check_rules(text) is None
 
 
 @pytest.mark.parametrize("text, category", [
