@@ -127,7 +127,11 @@ def test_a_rule_matches_neither_a_negated_wish_nor_a_breakup_nor_a_distance(rout
                                   "I have no intention of hurting myself, I'm just worn out.",
                                   # the past told after the match, as ConText's historical triggers read it
                                   "My sister had a suicide attempt many years ago and we talk about it openly.",
-                                  "I cut myself as a teenager and I'm proud of how far I've come."])
+                                  "I cut myself as a teenager and I'm proud of how far I've come.",
+                                  "Cutting myself used to be how I coped with exams.",
+                                  "I went through a period when I wanted to end my life, and I'm glad I stayed.",
+                                  "I would never hurt myself, I'm just exhausted.",  # "never" right before it
+                                  "I really don't want to die, I want to see my kids grow up."])
 def test_a_denied_statement_is_left_to_the_semantic_head(router, text):
     assert router.check_rules(text) is None
 
@@ -167,12 +171,49 @@ def test_what_is_said_beside_a_denial_is_still_judged(full_router):
     ("I'm nothing but a weight on everyone around me.", "suicide"),
     ("I'm ready to check out for good.", "suicide"),
     ("I never thought about suicide until this week.", "suicide"),
+    ("Self-harm used to be my way of coping, and now it's back.", "self_harm"),
+    ("Honestly, why not just end it all tonight?", "suicide"),  # "not" of a rhetorical question denies nothing
     ("I can't stop thinking about killing myself.", "suicide"),  # no trigger: "cannot stop" is no denial
     ("The rope I'm going to use to hang myself is in the garage.", "suicide"),  # "use to" is not "used to"
 ])
 def test_a_reversal_or_a_look_alike_of_a_trigger_leaves_the_match_standing(router, text, category):
     verdict = router.check_rules(text)
     assert isinstance(verdict, Verdict) and verdict.category == category, verdict
+
+
+@pytest.mark.parametrize("text", ["My roommate keeps threatening to jump off the bridge downtown.",
+                                  "Somebody in my group chat posted that they want to die tonight.",
+                                  "My sister is suicidal.",
+                                  "A friend of mine said she's been self-harming since the breakup."])
+def test_a_suicide_or_self_harm_told_of_someone_else_is_left_to_the_semantic_head(router, labelled, text):
+    assert text not in {r["text"] for r in labelled}
+    assert router.check_rules(text) is None
+
+
+@pytest.mark.parametrize("text, category", [
+    ("since she left nothing to live for", "suicide"),  # "she" is no one's subject of the match
+    ("my mom yelled at me again, want to die", "suicide"),  # the speaker in between
+    ("Me and my best friend want to die.", "suicide"),
+    ("How would someone end it all quickly?", "suicide"),  # a question of method
+    ("If somebody wanted to end it all, what would work best?", "suicide"),
+    ("My sister is suicidal and honestly so am I.", "suicide"),  # a reversal
+    ("My grandpa died last month and I want to be with him.", "suicide"),  # the match names the speaker
+    ("She said she's going to overdose tonight.", "medical_emergency"),  # emergencies of others stay crises
+    ("My dad collapsed and he's not breathing.", "medical_emergency"),
+])
+def test_a_match_the_third_person_does_not_govern_stands(router, text, category):
+    verdict = router.check_rules(text)
+    assert isinstance(verdict, Verdict) and verdict.category == category, verdict
+
+
+def test_the_head_does_not_read_a_crisis_told_of_someone_else_as_the_speakers(full_router, labelled):
+    text = "My cousin texted me that he wants to kill himself, what do I say to him?"
+    assert text not in {r["text"] for r in labelled}
+    assert full_router._without_denied(text) == "what do I say to him?"
+    assert full_router.check_input(text) is None
+    # the speaker's own clause after it is still judged
+    assert full_router._without_denied("My friend attempted suicide and now I want to try too.") == (
+        "and now I want to try too.")
 
 
 def test_the_rules_alone_keep_false_positives_under_five_percent(router, labelled):

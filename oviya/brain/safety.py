@@ -39,8 +39,12 @@ _SPOKEN_FORMS = [
     (r"\bsewer ?slide\b", "suicide"), (r"\bself[- ]?delete\b", "kill myself"), (r"\bself[- ]?deleting\b", "killing myself"),
 ]
 _SPOKEN_FORMS_RE = [(re.compile(a), b) for a, b in _SPOKEN_FORMS]
-_CLAUSE_CUT = re.compile(r"[,;:]\s+|\s+[–—-]\s+|\s+(?=(?:but|however|though|although|yet|whereas|except)\b)",
-                         re.IGNORECASE)
+# where a trigger's scope ends (ConText's termination terms), and where the speaker starts a clause of their own ("my
+# friend attempted suicide | and now i want to try too")
+_CLAUSE_CUT = re.compile(r"[,;:]\s+|\s+[–—-]\s+|\s+(?=(?:but|however|though|although|yet|whereas|except)\b)"
+                         r"|\s+(?=(?:and|so)\s+(?:now\s+|then\s+)?(?:i|i'm|im|i've|i'd)\b)", re.IGNORECASE)
+# a match that holds one of these is the speaker's own, whoever is named before it
+_FIRST_PERSON = re.compile(r"\b(i|me|my|myself|mine)\b")
 _NON_WORD = re.compile(r"[^a-z0-9' -]+")
 _SPACES = re.compile(r"\s+")
 
@@ -84,6 +88,12 @@ class SafetyRules(BaseModel):
                                   "after one is told as the past, and counts as a denied one")
     historical_after: list[str] = Field(description="past-time triggers matched at a crisis match's end ('a few "
                                         "years ago'): the match counts as a denied one")
+    other_experiencer: list[str] = Field(description="third-person triggers, matched as ``negations`` are: a "
+                                         "suicide or self-harm match right after one is told of someone else, and "
+                                         "counts as a denied one")
+    third_person: list[str] = Field(description="suicide and self-harm said in the third person ('he wants to "
+                                    "kill himself'): right after an ``other_experiencer`` trigger, its clause is "
+                                    "left out of what the head reads")
     reversals: list[str] = Field(description="words after a denied match that undo the denial ('until now'): "
                                  "the match counts")
     categories: dict[Literal["suicide", "self_harm", "abuse", "medical_emergency"], list[str]]
@@ -120,8 +130,7 @@ def load_rules(path: Path) -> SafetyRules:
     """
     rules = SafetyRules(**yaml.safe_load(path.read_text()))
     for pattern in [*rules.idioms, *rules.earnest, *rules.negations, *rules.historical, *rules.historical_after,
-                    *rules.reversals,
-                    *rules.harmful_requests, *rules.unsafe_output,
+                    *rules.other_experiencer, *rules.third_person, *rules.reversals, *rules.harmful_requests, *rules.unsafe_output,
                     *(p for ps in rules.categories.values() for p in ps)]:
         re.compile(pattern)
     return rules
@@ -152,6 +161,8 @@ class SafetyRouter:
         self._earnest = [re.compile(p) for p in rules.earnest]
         self._negations = [re.compile(p) for p in [*rules.negations, *rules.historical]]
         self._historical_after = [re.compile(p) for p in rules.historical_after]
+        self._other_experiencer = [re.compile(p) for p in rules.other_experiencer]
+        self._third_person = [re.compile(p) for p in rules.third_person]
         self._reversals = [re.compile(p) for p in rules.reversals]
         self._crisis: list[tuple[Category, re.Pattern[str]]] = [
             (cat, re.compile(p)) for cat, ps in rules.categories.items() for p in ps
@@ -171,7 +182,7 @@ class SafetyRouter:
         explained = False
         for category, pattern in self._crisis:
             for m in pattern.finditer(t):
-                if self._denied(t, m):  # "i do not want to kill myself": the head judges the rest of the turn
+                if self._denied(t, m, category):  # "i do not want to kill myself": the head judges the rest
                     continue
                 if not any(a < m.end() <= b for a, b in spans):  # an idiom runs through the match's last words
                     return Verdict(category, m.group())
@@ -181,12 +192,16 @@ class SafetyRouter:
                 return Verdict("harmful_request", m.group())
         return "explained" if explained else None
 
-    def _denied(self, t: str, m: re.Match[str]) -> bool:
-        """A denial or past-time trigger (``negations``, ``historical``) ends where the match ``m`` in normalised
-        ``t`` begins (the 60 characters before it are searched; NegEx's window is a few words) or one of
-        ``historical_after`` begins where it ends, and no reversal follows it in the 60 characters after it."""
+    def _denied(self, t: str, m: re.Match[str], category: Category) -> bool:
+        """A denial or past-time trigger (``negations``, ``historical``; for suicide and self-harm also
+        ``other_experiencer``, unless the match names the speaker: "she died and i want to be with her") ends where
+        the match ``m`` of ``category`` in normalised ``t`` begins (the 60 characters before it are searched; NegEx's
+        window is a few words) or one of ``historical_after`` begins where it ends, and no reversal follows it in the
+        60 characters after it."""
         start, end = m.span()
-        return ((any(p.search(t, max(0, start - 60), start) for p in self._negations)
+        others = category in ("suicide", "self_harm") and not _FIRST_PERSON.search(m.group())
+        before = [*self._negations, *(self._other_experiencer if others else ())]
+        return ((any(p.search(t, max(0, start - 60), start) for p in before)
                  or any(p.match(t, end, end + 60) for p in self._historical_after))
                 and not any(p.search(t, end, end + 60) for p in self._reversals))
 
@@ -199,9 +214,11 @@ class SafetyRouter:
         return text if len(kept) == len(clauses) else " ".join(kept)
 
     def _is_denial(self, clause: str) -> bool:
-        """A crisis match in ``clause`` is denied and none is stated."""
+        """A crisis match in ``clause`` is denied, or a crisis is told of someone else (``third_person``), and none
+        is stated."""
         t = normalise(clause)
-        denied = any(self._denied(t, m) for _, p in self._crisis for m in p.finditer(t))
+        denied = (any(self._denied(t, m, category) for category, p in self._crisis for m in p.finditer(t))
+                  or any(self._denied(t, m, "suicide") for p in self._third_person for m in p.finditer(t)))
         return denied and not isinstance(self.check_rules(clause), Verdict)
 
     def _semantic(self, text: str, by_sentence: bool = True) -> tuple[float, str]:
