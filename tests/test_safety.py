@@ -131,7 +131,9 @@ def test_a_rule_matches_neither_a_negated_wish_nor_a_breakup_nor_a_distance(rout
                                   "Cutting myself used to be how I coped with exams.",
                                   "I went through a period when I wanted to end my life, and I'm glad I stayed.",
                                   "I would never hurt myself, I'm just exhausted.",  # "never" right before it
-                                  "I really don't want to die, I want to see my kids grow up."])
+                                  "I really don't want to die, I want to see my kids grow up.",
+                                  "I used to be suicidal, but that was a long time ago.",
+                                  "I overdosed once before I got help, and I'm proud of how far I've come."])
 def test_a_denied_statement_is_left_to_the_semantic_head(router, text):
     assert router.check_rules(text) is None
 
@@ -214,6 +216,13 @@ def test_the_head_does_not_read_a_crisis_told_of_someone_else_as_the_speakers(fu
     # the speaker's own clause after it is still judged
     assert full_router._without_denied("My friend attempted suicide and now I want to try too.") == (
         "and now I want to try too.")
+
+
+def test_a_plain_euphemism_the_head_reads_as_unlikely_is_not_vetoed(full_router, labelled):
+    text = "Time to clock out permanently."  # the head: P 0.23; the veto is for mentions the head reads near 0
+    assert text not in {r["text"] for r in labelled}
+    verdict = full_router.check_input(text)
+    assert verdict is not None and verdict.category == "suicide" and verdict.source == "rules"
 
 
 def test_the_rules_alone_keep_false_positives_under_five_percent(router, labelled):

@@ -129,8 +129,9 @@ def load_rules(path: Path) -> SafetyRules:
         pydantic.ValidationError / re.error: a bad key or an invalid regular expression.
     """
     rules = SafetyRules(**yaml.safe_load(path.read_text()))
-    for pattern in [*rules.idioms, *rules.earnest, *rules.negations, *rules.historical, *rules.historical_after,
-                    *rules.other_experiencer, *rules.third_person, *rules.reversals, *rules.harmful_requests, *rules.unsafe_output,
+    triggers = [*rules.negations, *rules.historical, *rules.historical_after, *rules.other_experiencer,
+                *rules.third_person, *rules.reversals]
+    for pattern in [*rules.idioms, *rules.earnest, *triggers, *rules.harmful_requests, *rules.unsafe_output,
                     *(p for ps in rules.categories.values() for p in ps)]:
         re.compile(pattern)
     return rules
