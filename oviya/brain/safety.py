@@ -45,6 +45,8 @@ _CLAUSE_CUT = re.compile(r"[,;:]\s+|\s+[–—-]\s+|\s+(?=(?:but|however|though|
                          r"|\s+(?=(?:and|so)\s+(?:now\s+|then\s+)?(?:i|i'm|im|i've|i'd)\b)", re.IGNORECASE)
 # a match that holds one of these is the speaker's own, whoever is named before it
 _FIRST_PERSON = re.compile(r"\b(i|me|my|myself|mine)\b")
+# crises that, told of someone else, are not the speaker's (abuse and emergencies of others are crises)
+_OWN_ONLY: tuple[Category, ...] = ("suicide", "self_harm")
 _NON_WORD = re.compile(r"[^a-z0-9' -]+")
 _SPACES = re.compile(r"\s+")
 
@@ -162,7 +164,7 @@ class SafetyRouter:
         self._earnest = [re.compile(p) for p in rules.earnest]
         self._negations = [re.compile(p) for p in [*rules.negations, *rules.historical]]
         self._historical_after = [re.compile(p) for p in rules.historical_after]
-        self._other_experiencer = [re.compile(p) for p in rules.other_experiencer]
+        self._negations_or_others = [*self._negations, *(re.compile(p) for p in rules.other_experiencer)]
         self._third_person = [re.compile(p) for p in rules.third_person]
         self._reversals = [re.compile(p) for p in rules.reversals]
         self._crisis: list[tuple[Category, re.Pattern[str]]] = [
@@ -183,7 +185,7 @@ class SafetyRouter:
         explained = False
         for category, pattern in self._crisis:
             for m in pattern.finditer(t):
-                if self._denied(t, m, category):  # "i do not want to kill myself": the head judges the rest
+                if self._denied(t, m, category in _OWN_ONLY):  # "i do not want to kill myself": the rest is the head's
                     continue
                 if not any(a < m.end() <= b for a, b in spans):  # an idiom runs through the match's last words
                     return Verdict(category, m.group())
@@ -193,15 +195,15 @@ class SafetyRouter:
                 return Verdict("harmful_request", m.group())
         return "explained" if explained else None
 
-    def _denied(self, t: str, m: re.Match[str], category: Category) -> bool:
-        """A denial or past-time trigger (``negations``, ``historical``; for suicide and self-harm also
-        ``other_experiencer``, unless the match names the speaker: "she died and i want to be with her") ends where
-        the match ``m`` of ``category`` in normalised ``t`` begins (the 60 characters before it are searched; NegEx's
-        window is a few words) or one of ``historical_after`` begins where it ends, and no reversal follows it in the
-        60 characters after it."""
+    def _denied(self, t: str, m: re.Match[str], others: bool) -> bool:
+        """A denial or past-time trigger (``negations``, ``historical``; with ``others``, for suicide and self-harm,
+        also ``other_experiencer``, unless the match names the speaker: "she died and i want to be with her") ends
+        where the match ``m`` in normalised ``t`` begins (the 60 characters before it are searched; NegEx's window is
+        a few words) or one of ``historical_after`` begins where it ends, and no reversal follows it in the 60
+        characters after it."""
         start, end = m.span()
-        others = category in ("suicide", "self_harm") and not _FIRST_PERSON.search(m.group())
-        before = [*self._negations, *(self._other_experiencer if others else ())]
+        others = others and not _FIRST_PERSON.search(m.group())
+        before = self._negations_or_others if others else self._negations
         return ((any(p.search(t, max(0, start - 60), start) for p in before)
                  or any(p.match(t, end, end + 60) for p in self._historical_after))
                 and not any(p.search(t, end, end + 60) for p in self._reversals))
@@ -218,8 +220,8 @@ class SafetyRouter:
         """A crisis match in ``clause`` is denied, or a crisis is told of someone else (``third_person``), and none
         is stated."""
         t = normalise(clause)
-        denied = (any(self._denied(t, m, category) for category, p in self._crisis for m in p.finditer(t))
-                  or any(self._denied(t, m, "suicide") for p in self._third_person for m in p.finditer(t)))
+        denied = (any(self._denied(t, m, category in _OWN_ONLY) for category, p in self._crisis for m in p.finditer(t))
+                  or any(self._denied(t, m, True) for p in self._third_person for m in p.finditer(t)))
         return denied and not isinstance(self.check_rules(clause), Verdict)
 
     def _semantic(self, text: str, by_sentence: bool = True) -> tuple[float, str]:
