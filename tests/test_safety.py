@@ -95,6 +95,13 @@ def test_fine_tuning_mpnet_writes_an_adapter_that_changes_its_embeddings_and_bin
     ("My son is having an allergic reaction to the peanuts.", "medical_emergency"),  # "an", not only "a"
     ("Mum's mouth drooped all of a sudden.", "medical_emergency"),
     ("Over the past week I've given away most of my possessions.", "suicide"),  # a warning sign with no reason given
+    ("Finished the goodbye letters, sealed them tonight.", "suicide"),
+    ("I'm going to step into oncoming traffic.", "suicide"),
+    ("Honestly I'm no longer scared of dying.", "suicide"),  # fearlessness about death
+    ("I've started planning my own funeral.", "suicide"),
+    ("I've put all my affairs in order.", "suicide"),
+    ("I just want to disappear for good.", "suicide"),
+    ("I can no longer keep fighting this.", "suicide"),
 ])
 def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text, category):
     verdict = router.check_input(text)
@@ -105,9 +112,17 @@ def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text
                                   "I burned myself on the stove.", "He beat me at chess again.",
                                   "I passed out on the couch watching TV.", "I cut myself when the knife slipped.",
                                   "He hits me up whenever he's in town.", "My brother beat me to the bathroom again.",
-                                  "She always beats me to work.", "We're planning to end it on a high note tonight."])
+                                  "She always beats me to work.", "We're planning to end it on a high note tonight.",
+                                  "I totally shot myself in the foot in that interview.",
+                                  "What are the early warning signs of self-harm in teenagers?"])
 def test_a_figure_of_speech_clears_the_words_it_explains_even_for_the_semantic_layer(full_router, text):
     assert full_router.check_rules(text) == "explained" and full_router.check_input(text) is None
+
+
+def test_a_question_about_warning_signs_is_a_mention_but_showing_them_is_not(router):
+    assert router.check_rules("What are the warning signs of suicide?") == "explained"
+    for text in ("I'm showing all the warning signs of suicide.", "I think I have the warning signs of self-harm."):
+        assert isinstance(router.check_rules(text), Verdict), text
 
 
 def test_a_phrase_that_only_contains_a_rules_words_matches_nothing(router):
@@ -181,6 +196,36 @@ def test_what_is_said_beside_a_denial_is_still_judged(full_router):
 def test_a_reversal_or_a_look_alike_of_a_trigger_leaves_the_match_standing(router, text, category):
     verdict = router.check_rules(text)
     assert isinstance(verdict, Verdict) and verdict.category == category, verdict
+
+
+@pytest.mark.parametrize("text", ["I tried to hang myself after my divorce. I'm in a far better place now.",
+                                  "I had a plan to end my life when I lost my job, but I have no current plans.",
+                                  "I used to think about hurting myself.",  # "used to" and a few words
+                                  "I would never kill myself, I have too many plans.",  # "i have too" is no "so do i"
+                                  "Saying I'm tired doesn't mean I want to die."])
+def test_a_crisis_told_as_over_or_denied_in_other_words_is_left_to_the_head(router, labelled, text):
+    assert text not in {r["text"] for r in labelled}
+    assert router.check_rules(text) is None
+
+
+@pytest.mark.parametrize("text, category", [
+    ("I tried to hang myself last night. I feel better now.", "suicide"),  # too recent to be over
+    ("I tried to hang myself after my divorce and I'm still here.", "suicide"),  # no end told
+    ("I tried to hang myself after my divorce. I'm not in a better place now.", "suicide"),
+    ("I want to hang myself. I feel better now.", "suicide"),  # not the past
+])
+def test_a_crisis_recent_unresolved_or_present_stands_beside_words_of_recovery(router, text, category):
+    verdict = router.check_rules(text)
+    assert isinstance(verdict, Verdict) and verdict.category == category, verdict
+
+
+def test_a_crisis_told_as_over_leaves_the_head_neither_it_nor_the_words_that_end_it(full_router, labelled):
+    text = "I tried to hang myself after my divorce. Those urges are long gone, and I just started a new job."
+    assert text not in {r["text"] for r in labelled}
+    # the head reads "those urges are long gone" as the urges
+    assert full_router._without_denied(text) == "and I just started a new job."
+    assert full_router.check_input(text) is None
+    assert full_router._without_denied("I'll never end my life, I've got a lot to live for.") == ""
 
 
 @pytest.mark.parametrize("text", ["My roommate keeps threatening to jump off the bridge downtown.",
@@ -375,6 +420,9 @@ def test_the_head_clears_a_rule_match_it_reads_as_a_mention_but_never_a_statemen
     # in a turn of several sentences the matched sentence is read alone: everyday talk beside a statement must not
     # dilute it into a mention
     assert full_router.check_input("I cut myself last night. We watched a film after dinner.").category == "self_harm"
+    # an earnest marker ("no cap": "for real") makes a statement of whatever the head reads
+    assert normalise("No cap, deadass.") == "for real for real"
+    assert full_router.check_input("Deadass about to unalive myself.").category == "suicide"
     for statement in ("im gonna kms", "I'm suicidal.", "I want to kill myself.", "my bf hits me"):
         assert full_router.check_input(statement).crisis, statement  # slang is read as the rules expand it, too
     final = rules.model_copy(update={"semantic": rules.semantic.model_copy(update={"rule_veto_below": 0.0})})

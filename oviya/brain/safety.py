@@ -37,6 +37,7 @@ _SPOKEN_FORMS = [
     # after a number is kilometres
     (r"(?<![0-9])(?<![0-9] )\bkms\b", "kill myself"), (r"\bunalive\b", "kill"), (r"\bunaliv(ed|ing)\b", r"kill\1"),
     (r"\bsewer ?slide\b", "suicide"), (r"\bself[- ]?delete\b", "kill myself"), (r"\bself[- ]?deleting\b", "killing myself"),
+    (r"\b(no cap|deadass)\b", "for real"),  # "no lie", "seriously": an earnest marker
 ]
 _SPOKEN_FORMS_RE = [(re.compile(a), b) for a, b in _SPOKEN_FORMS]
 # where a trigger's scope ends (ConText's termination terms), and where the speaker starts a clause of their own ("my
@@ -98,6 +99,13 @@ class SafetyRules(BaseModel):
                                     "left out of what the head reads")
     reversals: list[str] = Field(description="words after a denied match that undo the denial ('until now'): "
                                  "the match counts")
+    past: list[str] = Field(description="the past tense, searched in the 60 characters before a crisis match and "
+                            "the match itself: with a ``resolved`` cue after it, the match counts as a denied one")
+    recent: list[str] = Field(description="times matched in the 40 characters after a ``past`` match ('last "
+                              "night'): a crisis this recent is not over, whatever follows")
+    resolved: list[str] = Field(description="a past crisis said to be over ('those thoughts are gone'), searched "
+                                "in the turn after a ``past`` match; left out of what the head reads once a clause "
+                                "was denied")
     categories: dict[Literal["suicide", "self_harm", "abuse", "medical_emergency"], list[str]]
     harmful_requests: list[str]
     unsafe_output: list[str]
@@ -132,7 +140,7 @@ def load_rules(path: Path) -> SafetyRules:
     """
     rules = SafetyRules(**yaml.safe_load(path.read_text()))
     triggers = [*rules.negations, *rules.historical, *rules.historical_after, *rules.other_experiencer,
-                *rules.third_person, *rules.reversals]
+                *rules.third_person, *rules.reversals, *rules.past, *rules.recent, *rules.resolved]
     for pattern in [*rules.idioms, *rules.earnest, *triggers, *rules.harmful_requests, *rules.unsafe_output,
                     *(p for ps in rules.categories.values() for p in ps)]:
         re.compile(pattern)
@@ -167,6 +175,9 @@ class SafetyRouter:
         self._negations_or_others = [*self._negations, *(re.compile(p) for p in rules.other_experiencer)]
         self._third_person = [re.compile(p) for p in rules.third_person]
         self._reversals = [re.compile(p) for p in rules.reversals]
+        self._past = [re.compile(p) for p in rules.past]
+        self._resolved = [re.compile(p) for p in rules.resolved]
+        self._recent = [re.compile(p) for p in rules.recent]
         self._crisis: list[tuple[Category, re.Pattern[str]]] = [
             (cat, re.compile(p)) for cat, ps in rules.categories.items() for p in ps
         ]
@@ -179,13 +190,16 @@ class SafetyRouter:
         """The first crisis rule match no idiom explains and no denial precedes, else the first harmful-request
         match; ``explained`` when crisis rules matched and idioms explained every match (the semantic layer is not
         asked then); else None."""
-        t = normalise(text)
-        earnest = any(p.search(t) for p in self._earnest)
+        return self._rules(normalise(text))
+
+    def _rules(self, t: str, later: str = "") -> Verdict | Literal["explained"] | None:
+        """:meth:`check_rules` of normalised ``t``, followed in the turn by normalised ``later``."""
+        earnest = self._earnest_in(t)
         spans = [] if earnest else [m.span() for p in self._idioms for m in p.finditer(t)]
         explained = False
         for category, pattern in self._crisis:
             for m in pattern.finditer(t):
-                if self._denied(t, m, category in _OWN_ONLY):  # "i do not want to kill myself": the rest is the head's
+                if self._denied(t, m, category in _OWN_ONLY, later):  # "i do not want to kill myself": the head's
                     continue
                 if not any(a < m.end() <= b for a, b in spans):  # an idiom runs through the match's last words
                     return Verdict(category, m.group())
@@ -195,34 +209,48 @@ class SafetyRouter:
                 return Verdict("harmful_request", m.group())
         return "explained" if explained else None
 
-    def _denied(self, t: str, m: re.Match[str], others: bool) -> bool:
+    def _earnest_in(self, t: str) -> bool:
+        return any(p.search(t) for p in self._earnest)
+
+    def _denied(self, t: str, m: re.Match[str], others: bool, later: str = "") -> bool:
         """A denial or past-time trigger (``negations``, ``historical``; with ``others``, for suicide and self-harm,
         also ``other_experiencer``, unless the match names the speaker: "she died and i want to be with her") ends
         where the match ``m`` in normalised ``t`` begins (the 60 characters before it are searched; NegEx's window is
-        a few words) or one of ``historical_after`` begins where it ends, and no reversal follows it in the 60
-        characters after it."""
+        a few words) or one of ``historical_after`` begins where it ends, or the match is told in the past tense
+        (``past``, and not ``recent``) and said to be over after it, in ``t`` or in the normalised text that follows
+        ``t`` in the turn (``later``; ``resolved``: "i attempted suicide in 2015. i am in a much better place now");
+        and no reversal follows it in the 60 characters after it."""
         start, end = m.span()
         others = others and not _FIRST_PERSON.search(m.group())
         before = self._negations_or_others if others else self._negations
         return ((any(p.search(t, max(0, start - 60), start) for p in before)
-                 or any(p.match(t, end, end + 60) for p in self._historical_after))
+                 or any(p.match(t, end, end + 60) for p in self._historical_after)
+                 or (any(p.search(t, max(0, start - 60), end) for p in self._past)
+                     and not any(p.match(t, end, end + 40) for p in self._recent)
+                     and any(p.search(s) for s in (t[end:], later) for p in self._resolved)))
                 and not any(p.search(t, end, end + 60) for p in self._reversals))
 
     def _without_denied(self, text: str) -> str:
         """``text`` without its clauses that hold a denied crisis match ("I'm not suicidal, just worn out" → "just
         worn out"; "" when nothing else is said), else ``text`` itself: a clause is a sentence's part between commas,
-        semicolons, colons, dashes and contrast words ("but", "however"), where ConText ends a trigger's scope."""
+        semicolons, colons, dashes and contrast words ("but", "however"), where ConText ends a trigger's scope. Once a
+        clause is left out, so are the clauses that say a crisis is over (``resolved``): the head reads "those
+        thoughts are completely gone" as the thoughts."""
         clauses = [c for s in sentences(text) for c in _CLAUSE_CUT.split(s) if c.strip()]
-        kept = [c for c in clauses if not self._is_denial(c)]
-        return text if len(kept) == len(clauses) else " ".join(kept)
+        normalised = [normalise(c) for c in clauses]
+        kept = [(c, t) for i, (c, t) in enumerate(zip(clauses, normalised))
+                if not self._is_denial(t, " ".join(normalised[i + 1 :]))]
+        if len(kept) == len(clauses):
+            return text
+        return " ".join(c for c, t in kept if not any(p.search(t) for p in self._resolved))
 
-    def _is_denial(self, clause: str) -> bool:
-        """A crisis match in ``clause`` is denied, or a crisis is told of someone else (``third_person``), and none
-        is stated."""
-        t = normalise(clause)
-        denied = (any(self._denied(t, m, category in _OWN_ONLY) for category, p in self._crisis for m in p.finditer(t))
-                  or any(self._denied(t, m, True) for p in self._third_person for m in p.finditer(t)))
-        return denied and not isinstance(self.check_rules(clause), Verdict)
+    def _is_denial(self, t: str, later: str) -> bool:
+        """A crisis match in normalised clause ``t`` (the turn's normalised text after it: ``later``) is denied, or a
+        crisis is told of someone else (``third_person``), and none is stated."""
+        denied = (any(self._denied(t, m, category in _OWN_ONLY, later) for category, p in self._crisis
+                      for m in p.finditer(t))
+                  or any(self._denied(t, m, True, later) for p in self._third_person for m in p.finditer(t)))
+        return denied and not isinstance(self._rules(t, later), Verdict)
 
     def _semantic(self, text: str, by_sentence: bool = True) -> tuple[float, str]:
         """The head's (P(crisis), category) of ``text``; with ``by_sentence``, of a turn of several sentences the
@@ -291,9 +319,12 @@ class SafetyRouter:
         mention ("Tell me a joke. I want to die.": the head reads that whole at 0.00; "I cut myself last night. We
         watched a film." read with the sentence after it, too). A mention told over two sentences, the matched one
         reading as a statement alone, is therefore flagged: a missed statement costs more than a safe reply too
-        many. Each reading is embedded only when the ones before it are below."""
+        many. Each reading is embedded only when the ones before it are below. A turn with an earnest marker ("I
+        mean it", "no cap") is a statement, never a mention."""
         veto = self.config.rule_veto_below
-        if veto <= 0 or any(self._semantic(t, by_sentence=False)[0] >= veto for t in (text, normalise(text))):
+        if veto <= 0 or self._earnest_in(normalise(text)):
+            return False
+        if any(self._semantic(t, by_sentence=False)[0] >= veto for t in (text, normalise(text))):
             return False
         parts = sentences(text)
         matched = [part for part in parts
