@@ -210,6 +210,7 @@ def test_a_crisis_told_as_over_or_denied_in_other_words_is_left_to_the_head(rout
 
 @pytest.mark.parametrize("text, category", [
     ("I tried to hang myself last night. I feel better now.", "suicide"),  # too recent to be over
+    ("I wanted to hang myself all weekend. I'm fine now.", "suicide"),
     ("I tried to hang myself after my divorce and I'm still here.", "suicide"),  # no end told
     ("I tried to hang myself after my divorce. I'm not in a better place now.", "suicide"),
     ("I want to hang myself. I feel better now.", "suicide"),  # not the past
