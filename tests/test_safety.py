@@ -102,6 +102,14 @@ def test_fine_tuning_mpnet_writes_an_adapter_that_changes_its_embeddings_and_bin
     ("I've put all my affairs in order.", "suicide"),
     ("I just want to disappear for good.", "suicide"),
     ("I can no longer keep fighting this.", "suicide"),
+    ("I'm honestly a danger to myself.", "suicide"),
+    ("I want to use the gun on myself.", "suicide"),
+    ("Spent the night googling painless ways to die.", "suicide"),
+    ("I just want it all to be over.", "suicide"),
+    ("I hate being alive.", "suicide"),
+    ("I swerved into a tree on purpose.", "suicide"),
+    ("She threatened me with a knife last night.", "abuse"),
+    ("I think I took too much insulin.", "medical_emergency"),
 ])
 def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text, category):
     verdict = router.check_input(text)
@@ -202,7 +210,9 @@ def test_a_reversal_or_a_look_alike_of_a_trigger_leaves_the_match_standing(route
                                   "I had a plan to end my life when I lost my job, but I have no current plans.",
                                   "I used to think about hurting myself.",  # "used to" and a few words
                                   "I would never kill myself, I have too many plans.",  # "i have too" is no "so do i"
-                                  "Saying I'm tired doesn't mean I want to die."])
+                                  "Saying I'm tired doesn't mean I want to die.",
+                                  "I used to cut myself, and I don't miss it.",
+                                  "I'm not a danger to myself."])  # "and i do not" is no "and i do"
 def test_a_crisis_told_as_over_or_denied_in_other_words_is_left_to_the_head(router, labelled, text):
     assert text not in {r["text"] for r in labelled}
     assert router.check_rules(text) is None
