@@ -321,10 +321,10 @@ class SafetyRouter:
         reading as a statement alone, is therefore flagged: a missed statement costs more than a safe reply too
         many. Each reading is embedded only when the ones before it are below. A turn with an earnest marker ("I
         mean it", "no cap") is a statement, never a mention."""
-        veto = self.config.rule_veto_below
-        if veto <= 0 or self._earnest_in(normalise(text)):
+        veto, normalised = self.config.rule_veto_below, normalise(text)
+        if veto <= 0 or self._earnest_in(normalised):
             return False
-        if any(self._semantic(t, by_sentence=False)[0] >= veto for t in (text, normalise(text))):
+        if any(self._semantic(t, by_sentence=False)[0] >= veto for t in (text, normalised)):
             return False
         parts = sentences(text)
         matched = [part for part in parts
