@@ -239,6 +239,33 @@ def test_a_crisis_told_as_over_leaves_the_head_neither_it_nor_the_words_that_end
     assert full_router._without_denied("I'll never end my life, I've got a lot to live for.") == ""
 
 
+@pytest.mark.parametrize("text", ["If the wifi drops once more I'll jump off the balcony. Just kidding, I'll reboot it.",
+                                  "Another Monday, I want to die, jk.",
+                                  "I'm going to hang myself with this tangled extension cord, kidding, I'll buy a new one.",
+                                  "Wanting to die over a parking ticket is just a meme, I'm okay."])
+def test_a_statement_taken_back_as_a_joke_is_left_to_the_head(router, labelled, text):
+    assert text not in {r["text"] for r in labelled}
+    assert router.check_rules(text) is None
+
+
+def test_a_joke_taken_back_leaves_the_head_only_the_rest_of_the_turn(full_router):
+    text = "I'm going to hang myself with this tangled extension cord, kidding, I'll buy a new one."
+    assert full_router._semantic(text)[0] >= full_router.config.threshold  # the head alone reads the threat
+    assert full_router.check_input(text) is None
+
+
+@pytest.mark.parametrize("text, category", [
+    ("I want to kill myself. Just kidding. No, I'm being serious.", "suicide"),  # earnest: nothing is taken back
+    ("People think I'm kidding when I say I'll jump off the roof.", "suicide"),  # the match after the joke
+    ("I'll jump off the roof tonight, it might sound like I'm joking.", "suicide"),  # someone's reading of it
+    ("I'm going to jump off the roof and she keeps kidding about it.", "suicide"),  # someone else's joke
+    ("I was joking about it before, but I really do want to kill myself.", "suicide"),
+])
+def test_a_joke_that_takes_nothing_back_leaves_the_match_standing(router, text, category):
+    verdict = router.check_rules(text)
+    assert isinstance(verdict, Verdict) and verdict.category == category, verdict
+
+
 @pytest.mark.parametrize("text", ["My roommate keeps threatening to jump off the bridge downtown.",
                                   "Somebody in my group chat posted that they want to die tonight.",
                                   "My sister is suicidal.",
@@ -304,6 +331,28 @@ def test_a_crisis_said_beside_everyday_talk_in_one_turn_is_caught(full_router, l
     assert text not in {r["text"] for r in labelled}
     verdict = full_router.check_input(text)
     assert verdict is not None and verdict.crisis, text
+
+
+class FakeHead:
+    """Stands in for the semantic head in a logic test: P(crisis) per text from a table, 0 for any other."""
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores = scores
+
+    def score(self, texts: list[str]) -> list[tuple[float, str]]:
+        return [(self.scores.get(t, 0.0), "suicide") for t in texts]
+
+
+def test_one_sentence_of_a_longer_turn_flags_it_only_past_the_sentence_threshold(rules):
+    config = rules.semantic
+    assert config.threshold < config.sentence_threshold
+    between = (config.threshold + config.sentence_threshold) / 2
+    turn, first, second = "Work was long. The stove is off, but what if?", "Work was long.", "The stove is off, but what if?"
+    for whole, alone, flagged in [(0.0, between, False), (0.0, config.sentence_threshold, True),
+                                  (config.threshold, 0.0, True)]:
+        router = SafetyRouter(rules, FakeHead({turn: whole, first: 0.0, second: alone}))  # type: ignore[arg-type]
+        verdict = router.check_input(turn)
+        assert bool(verdict and verdict.crisis) == flagged, (whole, alone, verdict)
 
 
 def test_a_long_turn_is_judged_sentence_by_sentence_past_the_encoders_128_tokens(full_router):

@@ -73,6 +73,9 @@ class SemanticConfig(BaseModel):
     rule_veto_below: float = Field(0.0, ge=0, lt=1, description="a crisis rule's match is cleared when the head's "
                                    "P(crisis) of the turn is below this (a mention, not a statement: the past, a "
                                    "question, someone else, a story); 0 = rules are final")
+    sentence_threshold: float = Field(gt=0, le=1, description="P(crisis) at or above which one sentence of a "
+                                      "turn of several, read alone, flags the turn (a sentence out of its turn "
+                                      "reads as a crisis more often than the turn)")
     max_sentences: int = Field(ge=1, le=16, description="a turn of several sentences is also scored sentence by "
                                "sentence, in at most this many runs of adjacent sentences (each costs an embedding)")
     tuning: TuningConfig
@@ -106,6 +109,9 @@ class SafetyRules(BaseModel):
     resolved: list[str] = Field(description="a past crisis said to be over ('those thoughts are gone'), searched "
                                 "in the turn after a ``past`` match; left out of what the head reads once a clause "
                                 "was denied")
+    retracted: list[str] = Field(description="a statement taken back as a joke ('just kidding'), searched in the "
+                                 "turn after a crisis match: the match counts as a denied one, unless the turn is "
+                                 "earnest")
     categories: dict[Literal["suicide", "self_harm", "abuse", "medical_emergency"], list[str]]
     harmful_requests: list[str]
     unsafe_output: list[str]
@@ -140,7 +146,8 @@ def load_rules(path: Path) -> SafetyRules:
     """
     rules = SafetyRules(**yaml.safe_load(path.read_text()))
     triggers = [*rules.negations, *rules.historical, *rules.historical_after, *rules.other_experiencer,
-                *rules.third_person, *rules.reversals, *rules.past, *rules.recent, *rules.resolved]
+                *rules.third_person, *rules.reversals, *rules.past, *rules.recent, *rules.resolved,
+                *rules.retracted]
     for pattern in [*rules.idioms, *rules.earnest, *triggers, *rules.harmful_requests, *rules.unsafe_output,
                     *(p for ps in rules.categories.values() for p in ps)]:
         re.compile(pattern)
@@ -160,7 +167,8 @@ class SafetyRouter:
     and as the rules read it, and each matched sentence alone: "How do I help someone having a seizure?"). What no
     rule matches is scored by the semantic head, alone and, when it does not flag the turn alone (and the turn
     reaches ``context_threshold``), together with the user's previous turn; a turn of several sentences also sentence
-    by sentence ("Tell me a joke. I want to die."), the highest score counting.
+    by sentence ("Tell me a joke. I want to die."), the highest score counting — a sentence alone only from
+    ``sentence_threshold``, higher than ``threshold``: out of its turn a sentence reads as a crisis more often.
 
     Args:
         rules: the rule sets (see :func:`load_rules`).
@@ -178,6 +186,7 @@ class SafetyRouter:
         self._past = [re.compile(p) for p in rules.past]
         self._resolved = [re.compile(p) for p in rules.resolved]
         self._recent = [re.compile(p) for p in rules.recent]
+        self._retracted = [re.compile(p) for p in rules.retracted]
         self._crisis: list[tuple[Category, re.Pattern[str]]] = [
             (cat, re.compile(p)) for cat, ps in rules.categories.items() for p in ps
         ]
@@ -218,8 +227,9 @@ class SafetyRouter:
         where the match ``m`` in normalised ``t`` begins (the 60 characters before it are searched; NegEx's window is
         a few words) or one of ``historical_after`` begins where it ends, or the match is told in the past tense
         (``past``, and not ``recent``) and said to be over after it, in ``t`` or in the normalised text that follows
-        ``t`` in the turn (``later``; ``resolved``: "i attempted suicide in 2015. i am in a much better place now");
-        and no reversal follows it in the 60 characters after it."""
+        ``t`` in the turn (``later``; ``resolved``: "i attempted suicide in 2015. i am in a much better place now"),
+        or taken back as a joke after it (``retracted``: "ha, just kidding") in a turn that is not earnest; and no
+        reversal follows it in the 60 characters after it."""
         start, end = m.span()
         others = others and not _FIRST_PERSON.search(m.group())
         before = self._negations_or_others if others else self._negations
@@ -227,7 +237,9 @@ class SafetyRouter:
                  or any(p.match(t, end, end + 60) for p in self._historical_after)
                  or (any(p.search(t, max(0, start - 60), end) for p in self._past)
                      and not any(p.match(t, end, end + 40) for p in self._recent)
-                     and any(p.search(s) for s in (t[end:], later) for p in self._resolved)))
+                     and any(p.search(s) for s in (t[end:], later) for p in self._resolved))
+                 or (any(p.search(s) for s in (t[end:], later) for p in self._retracted)
+                     and not self._earnest_in(f"{t} {later}")))
                 and not any(p.search(t, end, end + 60) for p in self._reversals))
 
     def _without_denied(self, text: str) -> str:
@@ -254,8 +266,14 @@ class SafetyRouter:
 
     def _semantic(self, text: str, by_sentence: bool = True) -> tuple[float, str]:
         """The head's (P(crisis), category) of ``text``; with ``by_sentence``, of a turn of several sentences the
-        highest of the whole and of each sentence alone (``_units``)."""
+        highest of the whole and of each sentence alone (``_units``) that reaches ``sentence_threshold``."""
         return self._best(self._score(self._units(text, by_sentence)))
+
+    def _best(self, scores: list[tuple[float, str]]) -> tuple[float, str]:
+        """The highest of the whole text's score (first) and of its sentences' (after it) that reach
+        ``sentence_threshold``."""
+        return max([scores[0], *(s for s in scores[1:] if s[0] >= self.config.sentence_threshold)],
+                   key=lambda s: s[0])
 
     def _units(self, text: str, by_sentence: bool = True) -> list[str]:
         """The texts ``text`` is scored as: itself and, with ``by_sentence`` and several sentences, each sentence (runs
@@ -270,10 +288,6 @@ class SafetyRouter:
     def _score(self, texts: list[str]) -> list[tuple[float, str]]:
         assert self.semantic is not None
         return self.semantic.score(texts)
-
-    @staticmethod
-    def _best(scores: list[tuple[float, str]]) -> tuple[float, str]:
-        return max(scores, key=lambda s: s[0])
 
     def check_input(self, text: str, previous: str | None = None) -> Verdict | None:
         """A crisis or harmful request in the user's turn ``text`` (``previous``: their turn before it), else None.
