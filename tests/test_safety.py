@@ -344,8 +344,8 @@ class FakeHead:
 
 
 def test_one_sentence_of_a_longer_turn_flags_it_only_past_the_sentence_threshold(rules):
-    config = rules.semantic
-    assert config.threshold < config.sentence_threshold
+    config = rules.semantic.model_copy(update={"threshold": 0.65, "sentence_threshold": 0.85})
+    rules = rules.model_copy(update={"semantic": config})
     between = (config.threshold + config.sentence_threshold) / 2
     turn, first, second = "Work was long. The stove is off, but what if?", "Work was long.", "The stove is off, but what if?"
     for whole, alone, flagged in [(0.0, between, False), (0.0, config.sentence_threshold, True),
