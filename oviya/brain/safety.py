@@ -168,7 +168,7 @@ class SafetyRouter:
     rule matches is scored by the semantic head, alone and, when it does not flag the turn alone (and the turn
     reaches ``context_threshold``), together with the user's previous turn; a turn of several sentences also sentence
     by sentence ("Tell me a joke. I want to die."), the highest score counting — a sentence alone only from
-    ``sentence_threshold``, higher than ``threshold``: out of its turn a sentence reads as a crisis more often.
+    ``sentence_threshold`` (out of its turn a sentence reads as a crisis more often; config/safety.yaml).
 
     Args:
         rules: the rule sets (see :func:`load_rules`).
@@ -237,10 +237,14 @@ class SafetyRouter:
                  or any(p.match(t, end, end + 60) for p in self._historical_after)
                  or (any(p.search(t, max(0, start - 60), end) for p in self._past)
                      and not any(p.match(t, end, end + 40) for p in self._recent)
-                     and any(p.search(s) for s in (t[end:], later) for p in self._resolved))
-                 or (any(p.search(s) for s in (t[end:], later) for p in self._retracted)
-                     and not self._earnest_in(f"{t} {later}")))
+                     and self._said_after(self._resolved, t, end, later))
+                 or (self._said_after(self._retracted, t, end, later) and not self._earnest_in(f"{t} {later}")))
                 and not any(p.search(t, end, end + 60) for p in self._reversals))
+
+    @staticmethod
+    def _said_after(patterns: list[re.Pattern[str]], t: str, end: int, later: str) -> bool:
+        """One of ``patterns`` in normalised ``t`` from ``end`` on, or in ``later`` (the turn after ``t``)."""
+        return any(p.search(s) for s in (t[end:], later) for p in patterns)
 
     def _without_denied(self, text: str) -> str:
         """``text`` without its clauses that hold a denied crisis match ("I'm not suicidal, just worn out" → "just
