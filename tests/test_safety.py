@@ -95,6 +95,7 @@ def test_fine_tuning_mpnet_writes_an_adapter_that_changes_its_embeddings_and_bin
     ("My son is having an allergic reaction to the peanuts.", "medical_emergency"),  # "an", not only "a"
     ("Mum's mouth drooped all of a sudden.", "medical_emergency"),
     ("Over the past week I've given away most of my possessions.", "suicide"),  # a warning sign with no reason given
+    ("Honestly I've been giving away all my things.", "suicide"),
     ("Finished the goodbye letters, sealed them tonight.", "suicide"),
     ("I'm going to step into oncoming traffic.", "suicide"),
     ("Honestly I'm no longer scared of dying.", "suicide"),  # fearlessness about death
