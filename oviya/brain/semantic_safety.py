@@ -10,7 +10,7 @@ lines of then the whole router's cross-validated recall was 0.815 at 5.4 % false
 figures). Both are trained on the project's labelled set ``tests/data/safety.jsonl`` (crisis statements of every
 kind and hard negatives: idioms, fiction, news, the past, medical questions, everyday chat); the head is a small JSON
 file that records the sha256 of that data and the embedders (adapter included) it was trained on. Retrain both after
-editing the data or ``semantic.tuning`` in ``config/safety.yaml`` (~4 min on 2 cores)::
+editing the data or ``semantic.tuning`` in ``config/safety.yaml`` (~18 min on 2 cores)::
 
     python -m oviya.brain.train_safety
 
