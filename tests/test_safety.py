@@ -97,6 +97,7 @@ def test_fine_tuning_mpnet_writes_an_adapter_that_changes_its_embeddings_and_bin
     ("Over the past week I've given away most of my possessions.", "suicide"),  # a warning sign with no reason given
     ("Honestly I've been giving away all my things.", "suicide"),
     ("Some days I honestly feel like dying.", "suicide"),  # a passive wish to be dead (C-SSRS, item 1)
+    ("Honestly I wish I was dead. On Monday I go back to work.", "suicide"),  # no idiom across a full stop ("dead on")
     ("Finished the goodbye letters, sealed them tonight.", "suicide"),
     ("I'm going to step into oncoming traffic.", "suicide"),
     ("Honestly I'm no longer scared of dying.", "suicide"),  # fearlessness about death
@@ -128,6 +129,14 @@ def test_idioms_never_erase_a_statement_and_inflections_are_covered(router, text
                                   "What are the early warning signs of self-harm in teenagers?"])
 def test_a_figure_of_speech_clears_the_words_it_explains_even_for_the_semantic_layer(full_router, text):
     assert full_router.check_rules(text) == "explained" and full_router.check_input(text) is None
+
+
+def test_a_mention_beside_a_statement_does_not_hide_it_from_the_head(full_router):
+    mention = "I'm writing an essay about suicide for school."  # an idiom explains the rule's match
+    assert full_router.check_rules(mention) == "explained" and full_router.check_input(mention) is None
+    verdict = full_router.check_input(f"{mention} I'm standing on the edge of the roof right now.")
+    assert verdict is not None and verdict.source == "semantic"
+    assert full_router.check_input(f"{mention} Can you help me with the intro?") is None
 
 
 def test_a_question_about_warning_signs_is_a_mention_but_showing_them_is_not(router):

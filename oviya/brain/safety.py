@@ -197,9 +197,16 @@ class SafetyRouter:
 
     def check_rules(self, text: str) -> Verdict | Literal["explained"] | None:
         """The first crisis rule match no idiom explains and no denial precedes, else the first harmful-request
-        match; ``explained`` when crisis rules matched and idioms explained every match (the semantic layer is not
-        asked then); else None."""
-        return self._rules(normalise(text))
+        match; ``explained`` when crisis rules matched and idioms explained every match (the semantic layer then reads
+        only the sentences no idiom explains); else None. Normalising drops full stops, so an explained turn is read
+        again sentence by sentence: an idiom must not run across one ("I wish I was dead. On the roof fixing the
+        gutter.")."""
+        verdict = self._rules(normalise(text))
+        if verdict == "explained" and len(parts := sentences(text)) > 1:
+            for i, part in enumerate(parts):
+                if isinstance(v := self._rules(normalise(part), normalise(" ".join(parts[i + 1 :]))), Verdict):
+                    return v
+        return verdict
 
     def _rules(self, t: str, later: str = "") -> Verdict | Literal["explained"] | None:
         """:meth:`check_rules` of normalised ``t``, followed in the turn by normalised ``later``."""
@@ -302,9 +309,11 @@ class SafetyRouter:
         texts at once: 46 / 74 / 172 ms.
         """
         verdict = self.check_rules(text)
-        if verdict == "explained" or self.semantic is None:
+        if self.semantic is None:
             return None if verdict == "explained" else verdict
-        if verdict is not None:
+        if verdict == "explained" and not (text := self._unexplained(text)):
+            return None
+        if isinstance(verdict, Verdict):
             return None if verdict.crisis and self._reads_as_mention(text) else verdict
         if not (text := self._without_denied(text)):
             return None  # nothing but denials: "I'm not thinking about suicide anymore."
@@ -330,6 +339,12 @@ class SafetyRouter:
             return Verdict(ongoing or category, f"semantic p={p:.2f}", "semantic")  # type: ignore[arg-type]
         return None
 
+    def _unexplained(self, text: str) -> str:
+        """The sentences of an explained turn (:meth:`check_rules`) that no idiom explains, for the head to read: a
+        mention or a figure of speech must not hide what the turn says beside it ("I need suicide statistics for
+        class. Standing on the edge of the roof right now."); "" when every one is explained."""
+        return " ".join(part for part in sentences(text) if self.check_rules(part) != "explained")
+
     def _reads_as_mention(self, text: str) -> bool:
         """The head's P(crisis) is below ``rule_veto_below`` for the turn as written and as the rules read it (slang
         expanded: "im gonna kms"): the past, a question, someone else, a story; in a turn of several sentences, also
@@ -354,7 +369,7 @@ class SafetyRouter:
         verdict = self.check_rules(text)
         if isinstance(verdict, Verdict):
             return verdict.category if verdict.crisis else None
-        if verdict == "explained":  # a figure of speech: the head is not asked, as in check_input
+        if verdict == "explained" and not (text := self._unexplained(text)):
             return None
         if not (text := self._without_denied(text)):
             return None
