@@ -168,7 +168,8 @@ class SafetyRouter:
     rule matches is scored by the semantic head, alone and, when it does not flag the turn alone (and the turn
     reaches ``context_threshold``), together with the user's previous turn; a turn of several sentences also sentence
     by sentence ("Tell me a joke. I want to die."), the highest score counting — a sentence alone only from
-    ``sentence_threshold`` (out of its turn a sentence reads as a crisis more often; config/safety.yaml).
+    ``sentence_threshold`` (out of its turn a sentence reads as a crisis more often; config/safety.yaml). Of a turn
+    whose every match a figure of speech explains, the head reads the sentences none explains.
 
     Args:
         rules: the rule sets (see :func:`load_rules`).
