@@ -3,9 +3,9 @@
     python -m oviya.brain.train_safety
 
 Writes ``oviya/brain/safety_adapter/`` and ``oviya/brain/safety_head.json`` from ``tests/data/safety.jsonl`` with the
-recipe in ``semantic.tuning`` of the configured safety file (~18 min on 2 cores for ~3000 lines). Run it after editing either; a test
-fails while the shipped head is stale. A module of its own because it needs both the rules file's loader
-(:mod:`oviya.brain.safety`) and the semantic layer that module imports.
+recipe in ``semantic.tuning`` of the configured safety file (~18 min on 2 cores for ~3000 lines). Run it after editing
+either; a test fails while the shipped head is stale. A module of its own because it needs both the rules file's
+loader (:mod:`oviya.brain.safety`) and the semantic layer that module imports.
 """
 
 from __future__ import annotations
